@@ -1,0 +1,64 @@
+"""pydicom Datasets at the API edge: encode for a transfer syntax, decode lazily.
+
+The ingestion path never comes here: a storage SCP writes the received bytes
+as they are. Queries, identifiers, N-service attribute lists and a Dataset
+handed to ``store()`` do.
+"""
+
+from __future__ import annotations
+
+import zlib
+from io import BytesIO
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+
+__all__ = ["DEFLATED", "decode_dataset", "encode_dataset", "transfer_syntax_encoding"]
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool]:
+    """``(is_implicit_vr, is_little_endian)`` of a transfer syntax (PS3.5 10)."""
+    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+        return True, True
+    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
+        return False, False
+    return False, True
+
+
+def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """Encode a Dataset's elements (no preamble, no file meta) for a transfer syntax."""
+    implicit, little = transfer_syntax_encoding(transfer_syntax)
+    buffer = BytesIO()
+    body = Dataset({tag: elem for tag, elem in dataset.items() if tag.group != 0x0002})
+    body.set_original_encoding(implicit, little)
+    write_dataset(buffer, body, (implicit, little))  # type: ignore[arg-type]
+    data = buffer.getvalue()
+    if transfer_syntax == DEFLATED:
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = compressor.compress(data) + compressor.flush()
+        if len(data) % 2:
+            data += b"\x00"
+    return data
+
+
+def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
+    """Decode dataset bytes received under a transfer syntax."""
+    raw: Any = bytes(data)
+    if transfer_syntax == DEFLATED:
+        raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw)
+    implicit, little = transfer_syntax_encoding(transfer_syntax)
+    dataset = read_dataset(BytesIO(raw), implicit, little)
+    dataset.set_original_encoding(implicit, little)
+    return dataset
+
+
+def read_part10(path: str) -> Dataset:
+    """Read a Part 10 file fully (used off the hot path only)."""
+    return dcmread(path)

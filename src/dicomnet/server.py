@@ -1,0 +1,384 @@
+"""The listener (SCP): bind rules, client cap, association policy, handlers.
+
+Theory of operation
+-------------------
+:meth:`Listener.listen` binds with the semantics of LEADTOOLS
+``DicomNet.Listen(hostAddress, hostPort, maxNumberOfPeers, ipType)``:
+
+* ``""`` binds this machine's own address (the host name resolved), ``"*"``
+  every interface, anything else that address;
+* port 0 takes the first free port, readable afterwards as :attr:`Listener.port`;
+* ``max_number_of_peers`` is the ``listen()`` backlog;
+* ``ip_type`` is :attr:`IPType.IPV4` (the default), :attr:`IPType.IPV6`, or
+  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket.
+
+Every accepted connection gets a :class:`ServerAssociation` on the same event
+loop (no thread per association). When its A-ASSOCIATE-RQ arrives the
+listener counts its clients: past ``max_associations`` the request is answered
+at once with A-ASSOCIATE-RJ (transient, service-provider presentation,
+local-limit-exceeded) and holds no slot. Otherwise the ``on_association_request``
+hook may reject it, then :func:`dicomnet.negotiation.negotiate_as_acceptor`
+answers it from the listener's policy.
+
+Handlers are registered per service; an exception in a handler answers that
+request with a failure status and never reaches the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dicomnet import ul
+from dicomnet.association import Association, Handler, RequestTimeouts
+from dicomnet.dimse import CommandField
+from dicomnet.errors import AssociationAborted, ConnectionClosed
+from dicomnet.negotiation import (
+    AcceptorPolicy,
+    SupportedContext,
+    accepted_by_acceptor,
+    negotiate_as_acceptor,
+)
+from dicomnet.pdu import (
+    DEFAULT_MAX_PDU_LENGTH,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    RejectResult,
+    RejectSource,
+)
+from dicomnet.transport import DicomProtocol
+from dicomnet.uids import VERIFICATION_SOP_CLASS
+
+__all__ = ["IPType", "Listener", "ListenerLimits", "ServerAssociation"]
+
+log = logging.getLogger("dicomnet.server")
+
+LOCAL_LIMIT_EXCEEDED = AssociateRJ(
+    RejectResult.TRANSIENT, RejectSource.SERVICE_PROVIDER_PRESENTATION, 2
+)
+"""The A-ASSOCIATE-RJ answered past the association cap (PS3.8 Table 9-21)."""
+
+
+class IPType(enum.IntFlag):
+    """Address families a listener serves (LEADTOOLS ``DicomNetIpTypeFlags``)."""
+
+    IPV4 = 1
+    IPV6 = 2
+    IPV4_OR_IPV6 = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """Limits of a listener, each with its default.
+
+    Attributes
+    ----------
+    max_associations : int
+        Associations served at once; the next request is rejected (0 = no cap).
+    max_pdu_length : int
+        Our Maximum Length Received for P-DATA-TF (0 = unlimited, 64 MiB cap).
+    artim_timeout : float
+        Seconds a connection may take to send its A-ASSOCIATE-RQ, and to close
+        after a release or abort (PS3.8 9.1.5).
+    max_operations_performed : int
+        Requests of one association served concurrently (async window).
+    """
+
+    max_associations: int = 64
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
+    artim_timeout: float = 30.0
+    max_operations_performed: int = 16
+
+
+class ServerAssociation(Association):
+    """One accepted connection of a :class:`Listener`, from RQ to close."""
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(handlers=listener.handlers, timeouts=listener.timeouts)
+        self.listener = listener
+        self.request: AssociateRQ | None = None
+        self.accept: AssociateAC | None = None
+        self.counted = False
+
+    @property
+    def calling_ae_title(self) -> str:
+        return self.request.calling_ae_title if self.request else ""
+
+    @property
+    def called_ae_title(self) -> str:
+        return self.request.called_ae_title if self.request else ""
+
+    # -- ProtocolOwner -----------------------------------------------------------------
+    def ul_event(self, event: ul.Event) -> None:
+        kind = type(event)
+        if kind is ul.AssociateRequested:
+            self._association_requested(event.rq)  # type: ignore[attr-defined]
+        elif kind is ul.ReleaseRequested:
+            asyncio.get_running_loop().create_task(self._release_when_idle())
+        elif kind is ul.Aborted:
+            self._ended_by(AssociationAborted(event.source, event.reason))  # type: ignore[attr-defined]
+        elif kind is ul.ConnectionClosed:
+            self._ended_by(ConnectionClosed("connection closed"))
+
+    def _association_requested(self, rq: AssociateRQ) -> None:
+        listener = self.listener
+        protocol = self.protocol
+        assert protocol is not None
+        self.request = rq
+        cap = listener.limits.max_associations
+        answer: AssociateAC | AssociateRJ | None = None
+        if cap and listener.association_count >= cap:
+            answer = LOCAL_LIMIT_EXCEEDED
+            log.info("rejecting %s from %s: %d associations open", rq.calling_ae_title, protocol.peername, cap)
+        elif listener.on_association_request is not None:
+            try:
+                answer = listener.on_association_request(self, rq)
+            except Exception:
+                log.exception("association request hook failed")
+                answer = AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, 1)
+        if answer is None:
+            answer = negotiate_as_acceptor(rq, listener.policy)
+        if isinstance(answer, AssociateRJ):
+            protocol.connection.reject(answer)
+        else:
+            self.accept = answer
+            self.negotiated = accepted_by_acceptor(rq, answer)
+            protocol.connection.accept(answer)
+            self.counted = True
+            listener.association_count += 1
+            protocol.assembler.context_ids = set(self.negotiated.contexts)
+            if not self.established.done():
+                self.established.set_result(self)
+        protocol.flush()
+
+    async def _release_when_idle(self) -> None:
+        tasks = list(self._handler_tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.listener.limits.artim_timeout)
+        protocol = self.protocol
+        if protocol is not None and protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
+            protocol.connection.release_response()
+            protocol.flush()
+        self._ended_by(None)
+
+    def _ended_by(self, error: BaseException | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.listener.association_count -= 1
+        self.end(error or ConnectionClosed("association released"))
+
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        factory = self.listener.dataset_sink
+        if factory is None:
+            return None
+        return factory(self, context_id, command)
+
+
+def _resolve_bind(host_address: str, ip_type: IPType) -> list[tuple[socket.AddressFamily, str, bool]]:
+    """The sockets to bind: ``(family, address, dual_stack)`` per LEADTOOLS rules."""
+    families = []
+    if ip_type & IPType.IPV4:
+        families.append(socket.AF_INET)
+    if ip_type & IPType.IPV6:
+        families.append(socket.AF_INET6)
+    if host_address == "*":
+        if ip_type == IPType.IPV4_OR_IPV6:
+            return [(socket.AF_INET6, "::", True)]
+        return [(families[0], "0.0.0.0" if families[0] == socket.AF_INET else "::", False)]
+    if host_address in ("", None):
+        binds = []
+        for family in families:
+            binds.append((family, _own_address(family), False))
+        return binds
+    family = socket.AF_INET6 if ":" in host_address else socket.AF_INET
+    dual = family == socket.AF_INET6 and ip_type == IPType.IPV4_OR_IPV6
+    return [(family, host_address, dual)]
+
+
+def _own_address(family: socket.AddressFamily) -> str:
+    """This machine's address of a family: its host name resolved, else loopback."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
+    except OSError:
+        infos = []
+    for info in infos:
+        address = str(info[4][0])
+        if not address.startswith("fe80"):
+            return address
+    return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+class Listener:
+    """A DICOM listener (SCP) with per-service handlers.
+
+    Parameters
+    ----------
+    ae_title : str
+        Our AE title.
+    supported_contexts : iterable of SupportedContext
+        Abstract syntaxes we accept, with transfer syntaxes in our preference
+        order. Verification is always supported.
+    require_called_ae_title : bool
+        Reject (1, 1, 7) a request whose called AE title is not ours.
+    allowed_calling_ae_titles : iterable of str, optional
+        Reject (1, 1, 3) any other calling AE title.
+    limits : ListenerLimits
+        Association cap, PDU size, ARTIM, window.
+    accept_any_storage : bool
+        Accept every storage SOP class (any valid UID proposed for storage).
+    """
+
+    def __init__(
+        self,
+        ae_title: str = "DICOMNET",
+        *,
+        supported_contexts: Iterable[SupportedContext] = (),
+        require_called_ae_title: bool = False,
+        allowed_calling_ae_titles: Iterable[str] | None = None,
+        limits: ListenerLimits | None = None,
+        timeouts: RequestTimeouts | None = None,
+        accept_any_storage: bool = False,
+        policy: AcceptorPolicy | None = None,
+    ) -> None:
+        self.ae_title = ae_title
+        self.limits = limits or ListenerLimits()
+        self.timeouts = timeouts or RequestTimeouts()
+        contexts = list(supported_contexts)
+        if not any(c.abstract_syntax == VERIFICATION_SOP_CLASS for c in contexts):
+            contexts.insert(0, SupportedContext(VERIFICATION_SOP_CLASS))
+        base = policy or AcceptorPolicy(ae_title=ae_title)
+        self.policy = replace(
+            base,
+            ae_title=ae_title,
+            require_called_ae_title=require_called_ae_title,
+            allowed_calling_ae_titles=(
+                frozenset(a.strip() for a in allowed_calling_ae_titles)
+                if allowed_calling_ae_titles is not None
+                else None
+            ),
+            supported_contexts=tuple(contexts),
+            max_pdu_length=self.limits.max_pdu_length,
+            max_operations_performed=self.limits.max_operations_performed,
+            accept_any_storage=accept_any_storage or base.accept_any_storage,
+        )
+        self.handlers: dict[int, Handler] = {}
+        self.on_association_request: Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None = None
+        self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
+        self.association_count = 0
+        self.associations: set[ServerAssociation] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._closing = False
+
+    # -- handlers ------------------------------------------------------------------------
+    def handle(self, command_field: int, handler: Handler) -> None:
+        """Serve requests of one DIMSE command field with ``handler``."""
+        self.handlers[int(command_field)] = handler
+
+    def on_c_echo(self, handler: Handler) -> Handler:
+        """Decorator: the C-ECHO handler (default: answer Success)."""
+        self.handle(CommandField.C_ECHO_RQ, handler)
+        return handler
+
+    def on_c_store(self, handler: Handler) -> Handler:
+        """Decorator: the C-STORE handler."""
+        self.handle(CommandField.C_STORE_RQ, handler)
+        return handler
+
+    # -- LEADTOOLS members ------------------------------------------------------------------
+    @property
+    def client_count(self) -> int:
+        """Connected clients, the one whose request is being handled included."""
+        return len(self.associations)
+
+    def get_client_count(self) -> int:
+        """Twin of LEADTOOLS ``DicomNet.GetClientCount``."""
+        return self.client_count
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when listening on port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for server in self._servers for s in server.sockets]  # type: ignore[misc]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self.sockets]
+
+    async def listen(
+        self,
+        host_address: str = "",
+        host_port: int = 0,
+        max_number_of_peers: int = 128,
+        ip_type: IPType = IPType.IPV4,
+    ) -> None:
+        """Bind and start accepting (LEADTOOLS ``Listen``); see the module docstring."""
+        loop = asyncio.get_running_loop()
+        port = host_port
+        for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
+                sock.bind((address, port))
+            except OSError:
+                sock.close()
+                await self.close()
+                raise
+            port = sock.getsockname()[1]  # a second family binds the same port
+            server = await loop.create_server(
+                self._protocol_factory, sock=sock, backlog=max_number_of_peers
+            )
+            self._servers.append(server)
+
+    def _protocol_factory(self) -> DicomProtocol:
+        association = ServerAssociation(self)
+        connection = ul.Connection(ul.Role.ACCEPTOR, max_pdu_length=self.limits.max_pdu_length)
+        protocol = DicomProtocol(connection, association, artim_timeout=self.limits.artim_timeout)
+        association.protocol = protocol
+        self.associations.add(association)
+        protocol.closed.add_done_callback(lambda _: self._forget(association))
+        return protocol
+
+    def _forget(self, association: ServerAssociation) -> None:
+        association._ended_by(ConnectionClosed("connection closed"))
+        self.associations.discard(association)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called or the task is cancelled."""
+        await asyncio.gather(*(server.serve_forever() for server in self._servers))
+
+    async def close(self, *, timeout: float = 10.0) -> None:
+        """Stop accepting, let open associations finish for ``timeout`` s, then abort them."""
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        pending = [a.finished for a in self.associations if not a.finished.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for association in list(self.associations):
+            protocol = association.protocol
+            if protocol is not None and protocol.transport is not None:
+                if protocol.connection.state in ul.ESTABLISHED_STATES:
+                    protocol.connection.abort()
+                    protocol.flush()
+                protocol.transport.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(timeout=0)
+

@@ -1,0 +1,233 @@
+"""asyncio transport for the sans-IO Upper Layer.
+
+Theory of operation
+-------------------
+:class:`DicomProtocol` is an :class:`asyncio.BufferedProtocol`: the event loop
+receives straight into the :class:`~dicomnet.ul.Connection`'s reusable buffer
+(``get_buffer`` / ``buffer_updated``), so received bytes are never copied
+before framing. Each complete PDU becomes a ``dicomnet.ul`` event; P-DATA
+bodies go to the codec's :class:`Assembler`, whose completed messages go to
+the owner (the client or server association) synchronously, while the
+memoryviews are still valid.
+
+After every input the protocol *flushes*: it drains the connection's queued
+buffers with one ``transport.writelines`` call, arms or disarms the ARTIM
+timer as the connection asks, and closes the socket when the connection says
+so. Sending a DIMSE message is the only awaitable step: it writes the PDUs of
+one message in batches and waits for the transport to drain whenever the
+write buffer passes its high-water mark, so a 2 GB dataset never sits in
+memory twice.
+
+On Python 3.12+ and with uvloop, ``writelines`` is a true gather write; on
+3.11's selector loop asyncio joins each batch before sending, so batches are
+kept to :data:`SEND_BATCH_BYTES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from dicomnet import ul
+from dicomnet.codec import Assembler, fragment_message
+
+__all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
+
+log = logging.getLogger("dicomnet.transport")
+
+SEND_BATCH_BYTES = 4 << 20
+"""Bytes handed to one ``writelines`` call when sending a large dataset."""
+
+WRITE_BUFFER_HIGH = 8 << 20
+"""High-water mark of the transport's write buffer before sending waits."""
+
+
+class ProtocolOwner(Protocol):
+    """What :class:`DicomProtocol` reports to: a client or server association."""
+
+    def ul_event(self, event: ul.Event) -> None:
+        """A user-facing Upper Layer event other than P-DATA."""
+
+    def message_received(self, context_id: int, command: dict[int, Any], dataset: Any) -> None:
+        """A complete DIMSE message (dataset: None, a bytearray, or the sink)."""
+
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        """A sink for the dataset that this command announces, or None for memory."""
+
+    def protocol_error(self, exc: Exception) -> None:
+        """A P-DATA stream that broke PS3.8 Annex E or PS3.7; the association is aborting."""
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: with it on, each small DIMSE message waits for a delayed ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - platform without the option
+            log.debug("TCP_NODELAY not available on %r", sock)
+
+
+class DicomProtocol(asyncio.BufferedProtocol):
+    """Bridges one TCP connection and one :class:`dicomnet.ul.Connection`.
+
+    Parameters
+    ----------
+    connection : dicomnet.ul.Connection
+        The sans-IO Upper Layer state machine for this association.
+    owner : ProtocolOwner
+        Receives events and messages.
+    artim_timeout : float
+        Seconds of the ARTIM timer (PS3.8 9.1.5).
+    """
+
+    def __init__(self, connection: ul.Connection, owner: ProtocolOwner, *, artim_timeout: float = 30.0) -> None:
+        self.connection = connection
+        self.owner = owner
+        self.artim_timeout = artim_timeout
+        self.transport: asyncio.Transport | None = None
+        self.assembler = Assembler()
+        self.assembler.on_command = self._dataset_sink
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._artim: asyncio.TimerHandle | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.peername: Any = None
+
+    # -- asyncio.BufferedProtocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peername = transport.get_extra_info("peername")
+        set_nodelay(transport)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self.connection.connection_made()
+        self._process()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.connection.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.connection.buffer_updated(nbytes)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_artim()
+        self._can_write.set()
+        self.connection.connection_lost()
+        self._process(closing=True)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- events ---------------------------------------------------------------------
+    def _process(self, *, closing: bool = False) -> None:
+        """Turn every complete PDU into events, then flush what the UL queued."""
+        connection = self.connection
+        while True:
+            event = connection.next_event()
+            if event is None:
+                break
+            if type(event) is ul.PDataReceived:
+                try:
+                    messages = self.assembler.feed(event.body)
+                except Exception as exc:  # ProtocolError, or a sink that broke its promise
+                    self._abort_on_error(exc)
+                    break
+                for context_id, command, dataset in messages:
+                    self.owner.message_received(context_id, command, dataset)
+            else:
+                self.owner.ul_event(event)
+        if not closing:
+            self.flush()
+
+    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        return self.owner.dataset_sink(context_id, command)
+
+    def _abort_on_error(self, exc: Exception) -> None:
+        from dicomnet.errors import ProtocolError
+
+        reason = exc.abort_reason if isinstance(exc, ProtocolError) else 0
+        log.warning("aborting association with %s: %s", self.peername, exc)
+        self.owner.protocol_error(exc)
+        if self.connection.state in ul.ESTABLISHED_STATES:
+            self.connection.abort(reason=reason, source=2)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the connection queued; follow its ARTIM and close requests."""
+        transport = self.transport
+        connection = self.connection
+        if transport is None:
+            return  # nothing can be written before the transport connects
+        buffers = connection.data_to_send()
+        if not transport.is_closing():
+            if buffers:
+                transport.writelines(buffers)
+            if connection.should_close:
+                transport.close()
+        if connection.artim_running:
+            if self._artim is None:
+                self._artim = self._loop.call_later(self.artim_timeout, self._artim_fired)
+        else:
+            self._cancel_artim()
+
+    def _artim_fired(self) -> None:
+        self._artim = None
+        self.connection.artim_expired()
+        self._process()
+
+    def _cancel_artim(self) -> None:
+        if self._artim is not None:
+            self._artim.cancel()
+            self._artim = None
+
+    # -- sending --------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        await self._can_write.wait()
+
+    async def send_message(
+        self,
+        context_id: int,
+        command: bytes,
+        dataset: Any,
+        max_pdu_length: int,
+    ) -> None:
+        """Send one DIMSE message as P-DATA-TF PDUs, waiting on back-pressure.
+
+        The caller holds the association's send lock: PS3.8 Annex E forbids
+        interleaving the fragments of two messages.
+        """
+        buffers = fragment_message(context_id, command, dataset, max_pdu_length)
+        if len(buffers) <= 2 * 8 or dataset is None:
+            self._send_batch(buffers)
+            return
+        start = 0
+        batch_bytes = 0
+        for index in range(1, len(buffers), 2):
+            batch_bytes += len(buffers[index]) + 12
+            if batch_bytes >= SEND_BATCH_BYTES:
+                self._send_batch(buffers[start : index + 1])
+                start = index + 1
+                batch_bytes = 0
+                if not self._can_write.is_set():
+                    await self.drain()
+        if start < len(buffers):
+            self._send_batch(buffers[start:])
+
+    def _send_batch(self, buffers: Sequence[Any]) -> None:
+        self.connection.send_pdata(list(buffers))
+        self.flush()
