@@ -174,6 +174,14 @@ Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 yields ``(status, dataset)`` pairs for services with pending responses."""
 
 
+def _discard_unclaimed(dataset: Any) -> None:
+    """Delete what a sink holds when no handler took responsibility for it."""
+    if dataset is not None and not getattr(dataset, "committing", False):
+        discard = getattr(dataset, "discard", None)
+        if discard is not None:
+            discard()
+
+
 class Association:
     """DIMSE over one established association (either end).
 
@@ -203,7 +211,7 @@ class Association:
         self._outstanding: dict[int, OutgoingRequest] = {}
         self._message_ids = dimse.MessageIDs()
         self._send_task: asyncio.Task[None] | None = None
-        self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._handler_tasks: dict[asyncio.Task[None], IncomingRequest] = {}
         self._ended: BaseException | None = None
         self.established = asyncio.get_running_loop().create_future()
         self.finished = asyncio.get_running_loop().create_future()
@@ -397,8 +405,13 @@ class Association:
             return
         incoming = IncomingRequest(self, context_id, message, dataset)
         task = asyncio.get_running_loop().create_task(self._run_handler(incoming))
-        self._handler_tasks.add(task)
-        task.add_done_callback(self._handler_tasks.discard)
+        self._handler_tasks[task] = incoming
+        task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        incoming = self._handler_tasks.pop(task, None)
+        if task.cancelled() and incoming is not None:
+            _discard_unclaimed(incoming.raw_dataset)
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         """Where an incoming request's dataset goes; None collects it in memory."""

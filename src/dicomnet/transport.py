@@ -97,6 +97,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.peername: Any = None
+        self._open_sink: Any = None
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,6 +121,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_artim()
+        self._discard_open_sink()
         self._can_write.set()
         self.connection.connection_lost()
         self._process(closing=True)
@@ -147,6 +149,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
                     self._abort_on_error(exc)
                     break
                 for context_id, command, dataset in messages:
+                    if dataset is not None and dataset is self._open_sink:
+                        self._open_sink = None
                     self.owner.message_received(context_id, command, dataset)
             else:
                 self.owner.ul_event(event)
@@ -154,13 +158,23 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self.flush()
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
-        return self.owner.dataset_sink(context_id, command)
+        sink = self.owner.dataset_sink(context_id, command)
+        self._open_sink = sink
+        return sink
+
+    def _discard_open_sink(self) -> None:
+        """A dataset cut off mid-stream leaves nothing behind (its temp file goes)."""
+        sink, self._open_sink = self._open_sink, None
+        discard = getattr(sink, "discard", None)
+        if discard is not None:
+            discard()
 
     def _abort_on_error(self, exc: Exception) -> None:
         from dicomnet.errors import ProtocolError
 
         reason = exc.abort_reason if isinstance(exc, ProtocolError) else 0
         log.warning("aborting association with %s: %s", self.peername, exc)
+        self._discard_open_sink()
         self.owner.protocol_error(exc)
         if self.connection.state in ul.ESTABLISHED_STATES:
             self.connection.abort(reason=reason, source=2)

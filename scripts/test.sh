@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Command 2 of the README: install everything the tests need (DCMTK from
+# Debian's packages, the package with its compiled codec and the test extras)
+# and run the whole suite: lint, types, every test on the compiled codec, then
+# the suite again on the pure-Python codec (DICOMNET_NO_EXTENSIONS=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
+fi
+python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+
+python -c "import dicomnet.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
+ruff check src tests bench
+mypy
+python -m pytest -q
+DICOMNET_NO_EXTENSIONS=1 python -m pytest -q -m "not slow"

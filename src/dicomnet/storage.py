@@ -1,0 +1,261 @@
+"""The built-in C-STORE SCP: stream each dataset into a Part 10 file, durably.
+
+Theory of operation
+-------------------
+When a C-STORE-RQ's command set completes, :meth:`FolderStorage.sink` opens a
+temporary file in the destination folder and writes the preamble and a File
+Meta group built from the command set and the presentation context. Each
+dataset fragment is then written to it as it arrives (the codec hands over
+views of the receive buffer), so a 2 GB dataset never sits in memory. When the
+last fragment arrives, :meth:`FolderStorage.handle` makes the file durable in
+the order of ``shared/durability.md``: flush, ``fsync(file)``, atomic
+``rename``, ``fsync(directory)``; only then does it answer Success. On any
+failure the temporary file is deleted and the answer is a failure status:
+A700 (out of resources) for an OS error, A900 when the command does not match
+the presentation context, C000 when the command cannot be understood.
+
+The SOP Instance UID names the file only after validation (digits and dots,
+at most 64 characters), so no peer value reaches a path unchecked. An instance
+that is already stored is kept, not overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dicomnet.association import IncomingRequest
+from dicomnet.part10 import encode_file_meta
+from dicomnet.uids import is_valid_uid
+
+__all__ = ["FolderStorage", "StoreSink", "StoredInstance"]
+
+log = logging.getLogger("dicomnet.storage")
+
+AFFECTED_SOP_CLASS_UID = 0x00000002
+AFFECTED_SOP_INSTANCE_UID = 0x00001000
+COMMAND_FIELD = 0x00000100
+C_STORE_RQ = 0x0001
+
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """An instance made durable by :class:`FolderStorage`."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    size: int
+    sha256: str
+    duplicate: bool = False
+
+
+class StoreSink:
+    """Receives one dataset's fragments into a temporary Part 10 file.
+
+    A sink never raises from :meth:`write` (the codec's contract): the first
+    OS error is recorded, the remaining fragments are dropped, and the
+    handler answers a failure status.
+    """
+
+    def __init__(self, folder: Path, header: bytes, final_name: str, fsync: bool) -> None:
+        self.folder = folder
+        self.final_path = folder / final_name
+        self.fsync = fsync
+        self.error: BaseException | None = None
+        self.committing = False
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self._file: Any = None
+        self.temp_path: Path | None = None
+        try:
+            handle, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+            self.temp_path = Path(name)
+            self._file = os.fdopen(handle, "wb", buffering=0)
+            self._file.write(header)
+        except OSError as exc:
+            self._fail(exc)
+
+    def write(self, fragment: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._file.write(fragment)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self.size += len(fragment)
+        self.digest.update(fragment)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.discard()
+
+    def discard(self) -> None:
+        """Close and delete the temporary file; nothing stays visible."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        if self.temp_path is not None:
+            try:
+                self.temp_path.unlink()
+            except FileNotFoundError:
+                pass
+            self.temp_path = None
+
+    def commit(self) -> bool:
+        """fsync, rename into place, fsync the folder; False if already stored.
+
+        Runs in a worker thread: fsync blocks for milliseconds.
+        """
+        if self.error is not None:
+            raise self.error
+        assert self._file is not None and self.temp_path is not None
+        try:
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            if self.final_path.exists():
+                self.discard()
+                return False
+            os.replace(self.temp_path, self.final_path)
+            self.temp_path = None
+            if self.fsync:
+                directory = os.open(self.folder, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+        except BaseException:
+            self.discard()
+            raise
+        return True
+
+
+class FolderStorage:
+    """Stores every C-STORE into a folder as ``<SOP Instance UID>.dcm``.
+
+    Parameters
+    ----------
+    folder : path
+        Where instances go; created if missing.
+    fsync : bool
+        Make each instance durable before answering (default). Off trades the
+        promise of a C-STORE Success for speed.
+
+    Use ``listener.dataset_sink = storage.sink`` and
+    ``listener.on_c_store(storage.handle)``, or :meth:`attach`.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.stored: list[StoredInstance] = []
+        self.keep_records = False
+
+    def attach(self, listener: Any) -> None:
+        """Serve C-STORE on ``listener`` with this storage."""
+        listener.dataset_sink = self.sink
+        listener.on_c_store(self.handle)
+
+    def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
+        """The Assembler's ``on_command`` hook: a file sink for C-STORE datasets."""
+        if command.get(COMMAND_FIELD) != C_STORE_RQ:
+            return None
+        instance_uid = command.get(AFFECTED_SOP_INSTANCE_UID)
+        class_uid = command.get(AFFECTED_SOP_CLASS_UID)
+        if not (isinstance(instance_uid, str) and is_valid_uid(instance_uid)):
+            return _Refused(CANNOT_UNDERSTAND)
+        if not (isinstance(class_uid, str) and is_valid_uid(class_uid)):
+            return _Refused(CANNOT_UNDERSTAND)
+        context = association.negotiated.contexts.get(context_id)
+        if context is None or context.abstract_syntax != class_uid:
+            return _Refused(DATASET_DOES_NOT_MATCH)
+        header = encode_file_meta(
+            class_uid,
+            instance_uid,
+            context.transfer_syntax,
+            source_ae_title=getattr(association, "calling_ae_title", ""),
+        )
+        return StoreSink(self.folder, header, f"{instance_uid}.dcm", self.fsync)
+
+    async def handle(self, request: IncomingRequest) -> int:
+        """The C-STORE handler: commit the sink's file, then answer."""
+        sink = request.raw_dataset
+        if isinstance(sink, _Refused):
+            return sink.status
+        if not isinstance(sink, StoreSink):
+            # Collected in memory (no sink): write it the same way.
+            sink = self._sink_from_memory(request)
+            if isinstance(sink, _Refused):
+                return sink.status
+        if sink.error is not None:
+            log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, sink.error)
+            return OUT_OF_RESOURCES
+        sink.committing = True
+        try:
+            commit = asyncio.get_running_loop().run_in_executor(None, sink.commit)
+        except BaseException:
+            sink.discard()
+            raise
+        try:
+            created = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The association ended; the commit finishes in its thread and the
+            # instance, never acknowledged, is either fully in place or gone.
+            raise
+        except OSError as exc:
+            log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, exc)
+            return OUT_OF_RESOURCES if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else OUT_OF_RESOURCES
+        record = StoredInstance(
+            sink.final_path,
+            request.message.affected_sop_class_uid,
+            request.message.affected_sop_instance_uid,
+            request.transfer_syntax,
+            sink.size,
+            sink.digest.hexdigest(),
+            duplicate=not created,
+        )
+        if self.keep_records:
+            self.stored.append(record)
+        return 0x0000
+
+    def _sink_from_memory(self, request: IncomingRequest) -> Any:
+        command = {
+            COMMAND_FIELD: C_STORE_RQ,
+            AFFECTED_SOP_CLASS_UID: request.message.affected_sop_class_uid,
+            AFFECTED_SOP_INSTANCE_UID: request.message.affected_sop_instance_uid,
+        }
+        sink = self.sink(request.association, request.context_id, command)
+        if isinstance(sink, StoreSink) and request.raw_dataset is not None:
+            sink.write(memoryview(request.raw_dataset))
+        return sink
+
+
+class _Refused:
+    """A sink that drops a dataset the command already disqualified."""
+
+    __slots__ = ("status",)
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def write(self, fragment: Any) -> None:
+        return None
