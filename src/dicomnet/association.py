@@ -44,11 +44,14 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.negotiation import Negotiated
+from dicomnet.services import ServiceUser
 from dicomnet.status import StatusClass, status_class
 from dicomnet.transport import DicomProtocol
 
 __all__ = [
     "Association",
+    "Reply",
+    "as_reply",
     "Handler",
     "IncomingRequest",
     "OutgoingRequest",
@@ -149,6 +152,8 @@ class IncomingRequest:
     context_id: int
     message: Any
     raw_dataset: Any = None
+    cancelled: bool = False
+    """Set when the peer sent C-CANCEL-RQ for this request (PS3.7 9.3.2.3)."""
     _dataset: Any = field(default=None, repr=False)
 
     @property
@@ -169,9 +174,40 @@ class IncomingRequest:
         return self._dataset
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One response a handler gives: a status, an optional dataset, extra fields.
+
+    ``fields`` are response fields by their :mod:`dicomnet.dimse` names, e.g.
+    ``number_of_remaining_suboperations`` for C-MOVE and C-GET, or
+    ``error_comment``.
+    """
+
+    status: int
+    dataset: Any = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 """A request handler: returns a status, ``(status, dataset)`` or a response; or
 yields ``(status, dataset)`` pairs for services with pending responses."""
+
+
+def as_reply(outcome: Any) -> Reply:
+    """What a handler returned or yielded, as a :class:`Reply`.
+
+    Accepted: a :class:`Reply`; a status int; ``(status, dataset)``;
+    ``(status, dataset, fields)``; None for Success.
+    """
+    if isinstance(outcome, Reply):
+        return outcome
+    if outcome is None:
+        return Reply(0x0000)
+    if isinstance(outcome, int):
+        return Reply(outcome)
+    if isinstance(outcome, tuple) and 1 <= len(outcome) <= 3:
+        return Reply(int(outcome[0]), *outcome[1:])
+    raise TypeError(f"a handler returned {type(outcome).__name__}; expected a status or a Reply")
 
 
 def _discard_unclaimed(dataset: Any) -> None:
@@ -182,7 +218,7 @@ def _discard_unclaimed(dataset: Any) -> None:
             discard()
 
 
-class Association:
+class Association(ServiceUser):
     """DIMSE over one established association (either end).
 
     Parameters
@@ -394,6 +430,12 @@ class Association:
         self._finish(request, response)
 
     def _request_received(self, context_id: int, message: Any, dataset: Any) -> None:
+        if isinstance(message, dimse.CCancelRQ):
+            # No response to C-CANCEL; the request it names answers Cancel (FE00).
+            for incoming in self._handler_tasks.values():
+                if incoming.message.message_id == message.message_id_being_responded_to:
+                    incoming.cancelled = True
+            return
         if context_id not in self.negotiated.contexts:
             self._abort_for(ProtocolError(f"request on unknown presentation context {context_id}"))
             return
@@ -423,9 +465,9 @@ class Association:
             problem = dimse.validate_request(message, incoming.abstract_syntax)
             handler = self.handlers.get(int(message.command_field))
             if problem is not None:
-                await self._respond(incoming, problem)
+                await self._respond(incoming, Reply(problem))
             elif handler is None:
-                await self._respond(incoming, self.unhandled_status(message))
+                await self._respond(incoming, Reply(self.unhandled_status(message)))
             else:
                 await self._dispatch(handler, incoming)
         except (ConnectionClosed, AssociationAborted):
@@ -440,44 +482,62 @@ class Association:
         ) else 0xC000
 
     async def _dispatch(self, handler: Handler, incoming: IncomingRequest) -> None:
+        """Run a handler and send what it returns or yields, each on the request's ID."""
         message = incoming.message
         try:
             result = handler(incoming)
             if hasattr(result, "__aiter__"):
-                async for item in result:  # type: ignore[union-attr]
-                    status, data = item if isinstance(item, tuple) else (item, None)
-                    await self._respond(incoming, status, data)
-                    if status_class(status) is not StatusClass.PENDING:
-                        return
+                await self._stream_replies(incoming, result)
                 return
             outcome = await result  # type: ignore[misc]
-        except (ConnectionClosed, AssociationAborted):
+        except (ConnectionClosed, AssociationAborted, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("handler for %s failed", type(message).__name__)
-            await self._respond(incoming, dimse.failure_status_for(message))
+            await self._respond(incoming, Reply(dimse.failure_status_for(message)))
             return
-        if isinstance(outcome, tuple):
-            status, data = outcome
-            await self._respond(incoming, status, data)
-        elif isinstance(outcome, int):
-            await self._respond(incoming, outcome)
-        elif outcome is None:
-            await self._respond(incoming, 0x0000)
-        else:  # a ready-made response message
-            await self.send_message(incoming.context_id, outcome, None)
+        await self._respond(incoming, as_reply(outcome))
 
-    async def _respond(self, incoming: IncomingRequest, status: Any, data: Any = None, **fields: Any) -> None:
+    async def _stream_replies(self, incoming: IncomingRequest, replies: Any) -> None:
+        """Send pending replies as they come; stop at the final one or on C-CANCEL."""
+        last = Reply(0x0000)
+        try:
+            async for item in replies:
+                reply = as_reply(item)
+                if incoming.cancelled and status_class(reply.status) is StatusClass.PENDING:
+                    fields = {k: v for k, v in reply.fields.items() if "suboperations" in k}
+                    await self._respond(incoming, Reply(0xFE00, None, fields))
+                    return
+                await self._respond(incoming, reply)
+                if status_class(reply.status) is not StatusClass.PENDING:
+                    return
+                last = reply
+        except (ConnectionClosed, AssociationAborted, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("handler for %s failed", type(incoming.message).__name__)
+            await self._respond(incoming, Reply(dimse.failure_status_for(incoming.message)))
+            return
+        finally:
+            closer = getattr(replies, "aclose", None)
+            if closer is not None:
+                await closer()
+        # The generator ended after pending replies only: the final one is Success.
+        final_fields = {k: v for k, v in last.fields.items() if "suboperations" in k}
+        if incoming.cancelled:
+            await self._respond(incoming, Reply(0xFE00, None, final_fields))
+        else:
+            await self._respond(incoming, Reply(0x0000, None, final_fields))
+
+    async def _respond(self, incoming: IncomingRequest, reply: Reply) -> None:
         from dicomnet.datasets import encode_dataset
 
-        payload = None
-        if data is not None:
-            payload = data if isinstance(data, (bytes, bytearray, memoryview)) else encode_dataset(
-                data, incoming.transfer_syntax
-            )
-        if isinstance(status, tuple):  # pragma: no cover - defensive
-            status = status[0]
-        response = dimse.response_for(incoming.message, int(status), has_dataset=payload is not None, **fields)
+        payload = reply.dataset
+        if payload is not None and not isinstance(payload, (bytes, bytearray, memoryview)):
+            payload = encode_dataset(payload, incoming.transfer_syntax)
+        response = dimse.response_for(
+            incoming.message, int(reply.status), has_dataset=payload is not None, **reply.fields
+        )
         await self.send_message(incoming.context_id, response, payload)
 
     # -- endings ----------------------------------------------------------------------

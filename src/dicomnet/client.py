@@ -228,14 +228,6 @@ class ClientConnection(Association):
             OutgoingRequest(message, dataset, context_id=context_id, timeouts=timeouts)
         )
 
-    async def echo(self, *, timeouts: RequestTimeouts | None = None) -> Any:
-        """C-ECHO (Verification, PS3.4 A): the final C-ECHO-RSP."""
-        request = await self.request(
-            dimse.CEchoRQ(message_id=0, affected_sop_class_uid=VERIFICATION_SOP_CLASS),
-            timeouts=timeouts,
-        )
-        return await request.completed
-
     async def release(self) -> None:
         """Wait for outstanding requests, then release (A-RELEASE-RQ, RP)."""
         protocol = self.protocol
