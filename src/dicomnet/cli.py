@@ -100,6 +100,21 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
 @click.option("--max-associations", default=64, show_default=True, help="0 = no cap.")
 @click.option("--backlog", default=128, show_default=True, help="listen() backlog.")
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet.")
+@click.option(
+    "--dir",
+    "directory",
+    default="dicomnet-archive",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where received instances are stored.",
+)
+@click.option(
+    "--fsync",
+    type=click.Choice(["always", "never"]),
+    default="always",
+    show_default=True,
+    help="'never' answers Success before the data is durable: faster, not crash-safe.",
+)
 def listen(
     aet: str,
     host: str,
@@ -108,15 +123,20 @@ def listen(
     max_associations: int,
     backlog: int,
     require_called_aet: bool,
+    directory: str,
+    fsync: str,
 ) -> None:
-    """Run a listener (SCP) until SIGINT or SIGTERM."""
+    """Run a storage SCP (C-ECHO, C-STORE) until SIGINT or SIGTERM."""
+    from dicomnet.storage import FolderStorage
 
     async def run() -> None:
         listener = Listener(
             aet,
             require_called_ae_title=require_called_aet,
             limits=ListenerLimits(max_associations=max_associations),
+            accept_any_storage=True,
         )
+        FolderStorage(directory, fsync=fsync == "always").attach(listener)
         await listener.listen(host, port, backlog, IP_TYPES[ip_type])
         for address, bound_port in listener.addresses:
             shown = f"[{address}]" if ":" in address else address
@@ -133,6 +153,101 @@ def listen(
         _run(run())
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+@main.command()
+@click.option("--aet", default="DICOMNET", show_default=True, help="Our (calling) AE title.")
+@click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title.")
+@click.option("-r", "--recursive", is_flag=True, help="Send every file below the given folders.")
+@click.option("--associations", default=1, show_default=True, help="Associations sharing the files.")
+@click.option("--window", default=16, show_default=True, help="C-STOREs outstanding per association.")
+@click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.argument("host")
+@click.argument("port", type=int)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def store(
+    aet: str,
+    aec: str,
+    recursive: bool,
+    associations: int,
+    window: int,
+    max_pdu: int,
+    timeout: float,
+    quiet: bool,
+    host: str,
+    port: int,
+    paths: tuple[str, ...],
+) -> None:
+    """Send Part 10 files with C-STORE; exit non-zero if any instance failed."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from dicomnet.bulk_store import collect_files, store_files
+
+    console = Console(stderr=True)
+    jobs, unreadable = collect_files(paths, recursive=recursive)
+    total_bytes = sum(job.size for job in jobs)
+    progress = Progress(
+        TextColumn("[bold]C-STORE"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    start = time.perf_counter()
+    sent = 0
+
+    async def run() -> object:
+        task = progress.add_task("store", total=len(jobs), rate="")
+
+        def advance(job: object, status: int | None, error: str | None) -> None:
+            nonlocal sent
+            sent += getattr(job, "size", 0)
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            progress.update(task, advance=1, rate=f"{sent / elapsed / 1e6:.1f} MB/s")
+
+        return await store_files(
+            host,
+            port,
+            jobs,
+            associations=associations,
+            window=window,
+            max_pdu_length=max_pdu,
+            progress=advance,
+            called_ae_title=aec,
+            calling_ae_title=aet,
+            timeouts=RequestTimeouts(timeout, timeout, timeout, None),
+            association_timeouts=AssociationTimeouts(timeout, timeout, timeout),
+        )
+
+    with progress:
+        outcome = _run(run()) if jobs else None
+    elapsed = time.perf_counter() - start
+    failed = list(unreadable) + (list(outcome.failed) if outcome is not None else [])
+    succeeded = len(outcome.succeeded) if outcome is not None else 0
+    table = Table(title=f"C-STORE to {aec} at {host}:{port}")
+    for column in ("instances", "failed", "MB", "seconds", "instances/s", "MB/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(succeeded),
+        str(len(failed)),
+        f"{total_bytes / 1e6:.1f}",
+        f"{elapsed:.2f}",
+        f"{succeeded / elapsed:.0f}" if elapsed else "-",
+        f"{total_bytes / 1e6 / elapsed:.1f}" if elapsed else "-",
+    )
+    console.print(table)
+    for path, reason in failed[:20]:
+        console.print(f"failed: {path}: {reason}")
+    if failed:
+        _fail(f"{len(failed)} of {len(jobs) + len(unreadable)} instances failed")
 
 
 if __name__ == "__main__":  # pragma: no cover
