@@ -35,13 +35,16 @@ from dicomnet.pdu import (
 VERIFICATION = "1.2.840.10008.1.1"  # 17 bytes
 IMPLICIT_LE = "1.2.840.10008.1.2"  # 17 bytes
 
-FIXED_PART = (
-    b"\x00\x01"  # protocol version 1
-    b"\x00\x00"  # reserved
-    b"ANY-SCP         "  # called AE title, 16 bytes, space padded
-    b"ECHOSCU         " + bytes(32)  # calling AE title  # reserved
+FIXED_PART = b"".join(
+    [
+        b"\x00\x01",  # protocol version 1
+        b"\x00\x00",  # reserved
+        b"ANY-SCP         ",  # called AE title, 16 bytes, space padded
+        b"ECHOSCU         ",  # calling AE title
+        bytes(32),  # reserved
+    ]
 )
-APPLICATION_CONTEXT_ITEM = b"\x10\x00\x00\x15" + b"1.2.840.10008.3.1.1.1"  # 21 bytes
+APPLICATION_CONTEXT_ITEM = bytes.fromhex("10 00 0015") + b"1.2.840.10008.3.1.1.1"  # 21 bytes
 
 RQ_VALUE = AssociateRQ(
     called_ae_title="ANY-SCP",
@@ -49,20 +52,19 @@ RQ_VALUE = AssociateRQ(
     presentation_contexts=(PresentationContextRQ(1, VERIFICATION, (IMPLICIT_LE,)),),
     user_information=UserInformation(max_length=16384, implementation_class_uid="1.2.3.4"),
 )
-RQ_BYTES = (
-    b"\x01\x00\x00\x00\x00\xa6"  # A-ASSOCIATE-RQ, length 166 = 68 + 25 + 50 + 23
-    + FIXED_PART
-    + APPLICATION_CONTEXT_ITEM
-    + b"\x20\x00\x00\x2e"  # presentation context item, length 46
-    + b"\x01\x00\x00\x00"  # context ID 1, three reserved bytes
-    + b"\x30\x00\x00\x11"
-    + VERIFICATION.encode()  # abstract syntax sub-item
-    + b"\x40\x00\x00\x11"
-    + IMPLICIT_LE.encode()  # transfer syntax sub-item
-    + b"\x50\x00\x00\x13"  # user information item, length 19
-    + b"\x51\x00\x00\x04\x00\x00\x40\x00"  # maximum length 16384
-    + b"\x52\x00\x00\x07"
-    + b"1.2.3.4"  # implementation class UID
+RQ_BYTES = b"".join(
+    [
+        bytes.fromhex("01 00 000000a6"),  # A-ASSOCIATE-RQ, length 166 = 68 + 25 + 50 + 23
+        FIXED_PART,
+        APPLICATION_CONTEXT_ITEM,
+        bytes.fromhex("20 00 002e"),  # presentation context item, length 46
+        bytes.fromhex("01 00 00 00"),  # context ID 1, three reserved bytes
+        bytes.fromhex("30 00 0011") + b"1.2.840.10008.1.1",  # abstract syntax sub-item
+        bytes.fromhex("40 00 0011") + b"1.2.840.10008.1.2",  # transfer syntax sub-item
+        bytes.fromhex("50 00 0013"),  # user information item, length 19
+        bytes.fromhex("51 00 0004 00004000"),  # maximum length 16384
+        bytes.fromhex("52 00 0007") + b"1.2.3.4",  # implementation class UID
+    ]
 )
 
 AC_VALUE = AssociateAC(
@@ -76,23 +78,22 @@ AC_VALUE = AssociateAC(
         max_length=0, implementation_class_uid="1.2.3.4", implementation_version_name="DN1"
     ),
 )
-AC_BYTES = (
-    b"\x02\x00\x00\x00\x00\xa4"  # A-ASSOCIATE-AC, length 164 = 68 + 25 + 29 + 12 + 30
-    + FIXED_PART
-    + APPLICATION_CONTEXT_ITEM
-    + b"\x21\x00\x00\x19"  # presentation context item (AC), length 25
-    + b"\x01\x00\x00\x00"  # context ID 1, reserved, result 0 acceptance, reserved
-    + b"\x40\x00\x00\x11"
-    + IMPLICIT_LE.encode()  # transfer syntax sub-item
-    + b"\x21\x00\x00\x08"  # presentation context item (AC), length 8
-    + b"\x03\x00\x03\x00"  # context ID 3, result 3 abstract syntax not supported
-    + b"\x40\x00\x00\x00"  # transfer syntax sub-item, empty: not significant when rejected
-    + b"\x50\x00\x00\x1a"  # user information item, length 26
-    + b"\x51\x00\x00\x04\x00\x00\x00\x00"  # maximum length 0, unlimited
-    + b"\x52\x00\x00\x07"
-    + b"1.2.3.4"  # implementation class UID
-    + b"\x55\x00\x00\x03"
-    + b"DN1"  # implementation version name
+AC_BYTES = b"".join(
+    [
+        bytes.fromhex("02 00 000000a4"),  # A-ASSOCIATE-AC, length 164 = 68 + 25 + 29 + 12 + 30
+        FIXED_PART,
+        APPLICATION_CONTEXT_ITEM,
+        bytes.fromhex("21 00 0019"),  # presentation context item (AC), length 25
+        bytes.fromhex("01 00 00 00"),  # context ID 1, reserved, result 0 acceptance, reserved
+        bytes.fromhex("40 00 0011") + b"1.2.840.10008.1.2",  # transfer syntax sub-item
+        bytes.fromhex("21 00 0008"),  # presentation context item (AC), length 8
+        bytes.fromhex("03 00 03 00"),  # context ID 3, result 3 abstract syntax not supported
+        bytes.fromhex("40 00 0000"),  # transfer syntax sub-item, empty: not significant
+        bytes.fromhex("50 00 001a"),  # user information item, length 26
+        bytes.fromhex("51 00 0004 00000000"),  # maximum length 0, unlimited
+        bytes.fromhex("52 00 0007") + b"1.2.3.4",  # implementation class UID
+        bytes.fromhex("55 00 0003") + b"DN1",  # implementation version name
+    ]
 )
 
 FIXED_VECTORS = [
