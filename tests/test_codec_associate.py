@@ -376,6 +376,17 @@ def test_large_rq_decodes_in_linear_time(codec: ModuleType) -> None:
     assert elapsed < 2.0  # about 30 ms in pure Python; the bound only catches quadratic work
 
 
+def test_many_sub_items_decode_in_linear_time(codec: ModuleType) -> None:
+    role = bytes.fromhex("54 00 0005 0001 31 01 00")  # role selection for UID "1", SCU only
+    count = 0xFFFF // len(role)
+    item = bytes.fromhex("50 00") + (count * len(role)).to_bytes(2, "big") + role * count
+    started = time.perf_counter()
+    info = codec.decode_pdu(0x01, rq_body(item)).user_information
+    elapsed = time.perf_counter() - started
+    assert info.role_selections == (RoleSelection("1", True, False),) * count
+    assert elapsed < 2.0  # a few ms; the bound only catches quadratic work
+
+
 # -- malformed bodies ---------------------------------------------------------------------
 
 

@@ -336,6 +336,14 @@ def test_equivalent_layouts_give_the_same_message(codec: ModuleType) -> None:
         assert result == [(1, STORE_FIELDS, bytearray(dataset))], name
 
 
+def test_thousands_of_two_byte_pdvs(codec: ModuleType) -> None:
+    command = codec.encode_command(STORE_FIELDS)
+    body = pdv(1, 3, command) + b"".join(pdv(1, 0, DATASET[i : i + 2]) for i in range(0, 8190, 2))
+    body += pdv(1, 2, DATASET[8190:])
+    [(_, _, dataset)] = assemble(codec, [body])
+    assert dataset == DATASET
+
+
 # -- Assembler rule violations -----------------------------------------------------------
 
 

@@ -807,59 +807,60 @@ def _encode_associate_ac(pdu: AssociateAC) -> tuple[int, bytes]:
 def _encode_user_information(info: UserInformation) -> bytes:
     """The sub-items of a User Information item, in order of item type (PS3.7 D.3.3)."""
     parts: list[bytes] = []
-    if info.max_length is not None:
-        parts.append(
-            _item(0x51, _UINT32.pack(_check_range(info.max_length, 0xFFFFFFFF, "maximum length")))
-        )
-    if info.implementation_class_uid:
-        parts.append(
-            _item(0x52, _encode_uid(info.implementation_class_uid, "implementation class UID"))
-        )
-    window = info.async_ops_window
-    if window is not None:
-        parts.append(
-            _item(
-                0x53,
-                _ASYNC_OPS.pack(
-                    _check_range(window.max_operations_invoked, 0xFFFF, "max operations invoked"),
-                    _check_range(
-                        window.max_operations_performed, 0xFFFF, "max operations performed"
-                    ),
-                ),
-            )
-        )
-    for role in info.role_selections:
-        uid = _with_length(_encode_uid(role.sop_class_uid, "role selection SOP class UID"), "UID")
-        parts.append(_item(0x54, uid + bytes((int(role.scu_role), int(role.scp_role)))))
-    if info.implementation_version_name is not None:
-        name = _encode_text(info.implementation_version_name, "implementation version name")
-        if len(name) > _MAX_VERSION_NAME_LENGTH:
-            raise ValueError(f"implementation version name of {len(name)} bytes exceeds 16")
-        parts.append(_item(0x55, name))
-    for extended in info.sop_class_extended:
-        uid = _with_length(_encode_uid(extended.sop_class_uid, "extended SOP class UID"), "UID")
-        parts.append(_item(0x56, uid + bytes(extended.application_info)))
-    for common in info.sop_class_common_extended:
-        parts.append(_item(0x57, _encode_common_extended(common)))
-    identity = info.user_identity
-    if identity is not None:
-        parts.append(
-            _item(
-                0x58,
-                bytes(
-                    (
-                        _check_range(identity.identity_type, 0xFF, "user identity type"),
-                        int(identity.positive_response_requested),
-                    )
-                )
-                + _with_length(bytes(identity.primary_field), "user identity primary field")
-                + _with_length(bytes(identity.secondary_field), "user identity secondary field"),
-            )
-        )
-    if info.user_identity_ac is not None:
-        response = bytes(info.user_identity_ac.server_response)
-        parts.append(_item(0x59, _with_length(response, "user identity server response")))
+    for item_type, name, absent, encode, _ in _USER_SUB_ITEMS:
+        value = getattr(info, name)
+        if value == absent:
+            continue
+        for one in value if isinstance(absent, tuple) else (value,):
+            parts.append(_item(item_type, encode(one)))
     return b"".join(parts)
+
+
+def _encode_max_length(value: int) -> bytes:
+    return _UINT32.pack(_check_range(value, 0xFFFFFFFF, "maximum length"))
+
+
+def _encode_implementation_uid(value: str) -> bytes:
+    return _encode_uid(value, "implementation class UID")
+
+
+def _encode_async_ops(window: AsyncOpsWindow) -> bytes:
+    return _ASYNC_OPS.pack(
+        _check_range(window.max_operations_invoked, 0xFFFF, "max operations invoked"),
+        _check_range(window.max_operations_performed, 0xFFFF, "max operations performed"),
+    )
+
+
+def _encode_role_selection(role: RoleSelection) -> bytes:
+    uid = _encode_uid(role.sop_class_uid, "role selection SOP class UID")
+    return _with_length(uid, "UID") + bytes((int(role.scu_role), int(role.scp_role)))
+
+
+def _encode_version_name(name: str) -> bytes:
+    raw = _encode_text(name, "implementation version name")
+    if len(raw) > _MAX_VERSION_NAME_LENGTH:
+        raise ValueError(f"implementation version name of {len(raw)} bytes exceeds 16")
+    return raw
+
+
+def _encode_extended(extended: SOPClassExtendedNegotiation) -> bytes:
+    uid = _encode_uid(extended.sop_class_uid, "extended negotiation SOP class UID")
+    return _with_length(uid, "UID") + bytes(extended.application_info)
+
+
+def _encode_user_identity_rq(identity: UserIdentityRQ) -> bytes:
+    head = bytes(
+        (
+            _check_range(identity.identity_type, 0xFF, "user identity type"),
+            int(identity.positive_response_requested),
+        )
+    )
+    primary = _with_length(bytes(identity.primary_field), "user identity primary field")
+    return head + primary + _with_length(bytes(identity.secondary_field), "secondary field")
+
+
+def _encode_user_identity_ac(identity: UserIdentityAC) -> bytes:
+    return _with_length(bytes(identity.server_response), "user identity server response")
 
 
 def _encode_common_extended(common: SOPClassCommonExtendedNegotiation) -> bytes:
@@ -1150,39 +1151,47 @@ def _decode_user_identity_ac(value: memoryview) -> UserIdentityAC:
     return UserIdentityAC(bytes(response))
 
 
-_USER_SUB_ITEMS: Final[Mapping[int, tuple[str, Callable[[memoryview], Any], bool]]] = {
-    # sub-item type: (UserInformation field, decoder, may repeat)
-    0x51: ("max_length", _decode_max_length, False),
-    0x52: ("implementation_class_uid", _uid, False),
-    0x53: ("async_ops_window", _decode_async_ops, False),
-    0x54: ("role_selections", _decode_role_selection, True),
-    0x55: ("implementation_version_name", _decode_version_name, False),
-    0x56: ("sop_class_extended", _decode_extended, True),
-    0x57: ("sop_class_common_extended", _decode_common_extended, True),
-    0x58: ("user_identity", _decode_user_identity_rq, False),
-    0x59: ("user_identity_ac", _decode_user_identity_ac, False),
+_USER_SUB_ITEMS: Final[
+    tuple[tuple[int, str, object, Callable[[Any], bytes], Callable[[memoryview], Any]], ...]
+] = (
+    # (sub-item type, UserInformation field, value when absent, encoder, decoder), PS3.7 D.3.3;
+    # a field whose absent value is () holds a tuple of repeated sub-items.
+    (0x51, "max_length", None, _encode_max_length, _decode_max_length),
+    (0x52, "implementation_class_uid", "", _encode_implementation_uid, _uid),
+    (0x53, "async_ops_window", None, _encode_async_ops, _decode_async_ops),
+    (0x54, "role_selections", (), _encode_role_selection, _decode_role_selection),
+    (0x55, "implementation_version_name", None, _encode_version_name, _decode_version_name),
+    (0x56, "sop_class_extended", (), _encode_extended, _decode_extended),
+    (0x57, "sop_class_common_extended", (), _encode_common_extended, _decode_common_extended),
+    (0x58, "user_identity", None, _encode_user_identity_rq, _decode_user_identity_rq),
+    (0x59, "user_identity_ac", None, _encode_user_identity_ac, _decode_user_identity_ac),
+)
+"""The User Information sub-items and the field of :class:`UserInformation` each fills."""
+
+_USER_SUB_ITEM_DECODERS: Final[Mapping[int, tuple[str, bool, Callable[[memoryview], Any]]]] = {
+    item_type: (name, absent == (), decode)
+    for item_type, name, absent, _, decode in _USER_SUB_ITEMS
 }
-"""The User Information sub-items of PS3.7 Annex D.3.3 and where each one goes."""
 
 
 def _decode_user_information(value: memoryview) -> UserInformation:
     """User Information item (PS3.8 9.3.2.3); unknown sub-items are skipped."""
-    single: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     repeated: dict[str, list[Any]] = {}
     for item_type, sub in _iter_items(value, "the user information item"):
-        entry = _USER_SUB_ITEMS.get(item_type)
+        entry = _USER_SUB_ITEM_DECODERS.get(item_type)
         if entry is None:
             continue
-        name, decode, may_repeat = entry
-        if may_repeat:
+        name, repeats, decode = entry
+        if repeats:
             repeated.setdefault(name, []).append(decode(sub))
-        elif name in single:
+        elif name in fields:
             raise PDUError(f"user information with more than one sub-item {item_type:02X}H")
         else:
-            single[name] = decode(sub)
+            fields[name] = decode(sub)
     for name, values in repeated.items():
-        single[name] = tuple(values)
-    return UserInformation(**single)
+        fields[name] = tuple(values)
+    return UserInformation(**fields)
 
 
 def _decode_associate_rq(body: memoryview) -> AssociateRQ:
