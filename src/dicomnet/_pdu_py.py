@@ -457,7 +457,7 @@ def fragment_message(
     Parameters
     ----------
     context_id : int
-        Presentation context ID, 1-255.
+        Presentation context ID (odd, 1-255, by PS3.8 9.3.2.2; 0-255 pass).
     command : bytes-like
         The encoded command set (:func:`encode_command`).
     dataset : bytes-like or None
