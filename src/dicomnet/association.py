@@ -549,7 +549,7 @@ class Association(ServiceUser):
         protocol = self.protocol
         log.warning("aborting association: %s", exc)
         if protocol is not None and protocol.connection.state in ul.ESTABLISHED_STATES:
-            protocol.connection.abort(reason=exc.abort_reason, source=exc.abort_source)
+            protocol.connection.invalid_pdu(exc)
             protocol.flush()
 
     def end(self, error: BaseException) -> None:

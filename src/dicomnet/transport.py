@@ -29,10 +29,11 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dicomnet import ul
 from dicomnet.codec import Assembler, fragment_message
+from dicomnet.errors import ProtocolError
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
 
@@ -101,8 +102,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
@@ -170,14 +170,14 @@ class DicomProtocol(asyncio.BufferedProtocol):
             discard()
 
     def _abort_on_error(self, exc: Exception) -> None:
-        from dicomnet.errors import ProtocolError
-
-        reason = exc.abort_reason if isinstance(exc, ProtocolError) else 0
+        """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
         log.warning("aborting association with %s: %s", self.peername, exc)
         self._discard_open_sink()
         self.owner.protocol_error(exc)
+        if not isinstance(exc, ProtocolError):
+            exc = ProtocolError(f"dataset sink failed: {exc}")
         if self.connection.state in ul.ESTABLISHED_STATES:
-            self.connection.abort(reason=reason, source=2)
+            self.connection.invalid_pdu(exc)
         self.flush()
 
     def flush(self) -> None:
