@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pynetdicom_best import tune_pynetdicom  # noqa: E402
+from pynetdicom_best import tune_pynetdicom
 
 VERIFICATION = "1.2.840.10008.1.1"
 
@@ -77,18 +77,28 @@ def main() -> None:
     args = parser.parse_args()
     import dicomnet.codec
 
-    results: dict[str, list[float]] = {"dicomnet (asyncio)": [], "dicomnet (uvloop)": [], "pynetdicom": []}
+    results: dict[str, list[float]] = {
+        "dicomnet (asyncio)": [],
+        "dicomnet (uvloop)": [],
+        "pynetdicom": [],
+    }
     for _ in range(args.rounds):
         results["dicomnet (asyncio)"].append(run_dicomnet(args.associations, False))
         results["dicomnet (uvloop)"].append(run_dicomnet(args.associations, True))
         results["pynetdicom"].append(run_pynetdicom(args.associations))
     base = statistics.median(results["pynetdicom"])
-    print(f"codec: {dicomnet.codec.IMPLEMENTATION}; {args.associations} associations x {args.rounds} rounds")
+    print(
+        f"codec: {dicomnet.codec.IMPLEMENTATION}; "
+        f"{args.associations} associations x {args.rounds} rounds"
+    )
     print("| peer | median assoc/s | min | max | ratio to pynetdicom |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, rates in results.items():
         median = statistics.median(rates)
-        print(f"| {name} | {median:.0f} | {min(rates):.0f} | {max(rates):.0f} | {median / base:.1f}x |")
+        print(
+            f"| {name} | {median:.0f} | {min(rates):.0f} | {max(rates):.0f} "
+            f"| {median / base:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def dcmtk_server(tool: str, args: Sequence[str], port: int, host: str = "127.0.0.1") -> Iterator[subprocess.Popen[str]]:
+def dcmtk_server(
+    tool: str, args: Sequence[str], port: int, host: str = "127.0.0.1"
+) -> Iterator[subprocess.Popen[str]]:
     """Run a DCMTK server tool for the duration of a block."""
     process = subprocess.Popen(
         [dcmtk(tool), *args],

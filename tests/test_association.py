@@ -18,7 +18,9 @@ def run(coro, timeout: float = 30.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-async def started(listener: Listener, host: str = "127.0.0.1", ip_type: IPType = IPType.IPV4) -> int:
+async def started(
+    listener: Listener, host: str = "127.0.0.1", ip_type: IPType = IPType.IPV4
+) -> int:
     await listener.listen(host, 0, 16, ip_type)
     return listener.port
 
@@ -255,7 +257,9 @@ def test_user_identity_hook_rejects_and_accepts() -> None:
         async with Listener("SCP") as listener:
             listener.policy = listener.policy.__class__(
                 **{
-                    **{f: getattr(listener.policy, f) for f in listener.policy.__dataclass_fields__},
+                    **{
+                        f: getattr(listener.policy, f) for f in listener.policy.__dataclass_fields__
+                    },
                     "user_identity": lambda identity, rq: UserIdentityDecision(
                         identity.primary_field == b"alice", b"token-ok"
                     ),

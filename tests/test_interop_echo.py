@@ -15,10 +15,10 @@ import subprocess
 import sys
 
 import pytest
-from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 
 from dicomnet import client
 from dicomnet.server import IPType, Listener, ListenerLimits
+from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -93,7 +93,16 @@ def test_our_echo_cli_to_dcmtk_storescp() -> None:
     port = free_port()
     with dcmtk_server("storescp", ["--ignore", "-aet", "STORESCP", str(port)], port):
         result = subprocess.run(
-            [sys.executable, "-m", "dicomnet.cli", "echo", "--aec", "STORESCP", "127.0.0.1", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "dicomnet.cli",
+                "echo",
+                "--aec",
+                "STORESCP",
+                "127.0.0.1",
+                str(port),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -50,12 +50,12 @@ from dicomnet.transport import DicomProtocol
 
 __all__ = [
     "Association",
-    "Reply",
-    "as_reply",
     "Handler",
     "IncomingRequest",
     "OutgoingRequest",
+    "Reply",
     "RequestTimeouts",
+    "as_reply",
 ]
 
 log = logging.getLogger("dicomnet.association")
@@ -414,7 +414,9 @@ class Association(ServiceUser):
     def _response_received(self, response: Any, dataset: Any) -> None:
         request = self._outstanding.get(response.message_id_being_responded_to)
         if request is None:
-            log.warning("response to unknown message ID %s ignored", response.message_id_being_responded_to)
+            log.warning(
+                "response to unknown message ID %s ignored", response.message_id_being_responded_to
+            )
             return
         request.responses.append((response, dataset))
         request._updates.put_nowait((response, dataset))
@@ -477,9 +479,13 @@ class Association(ServiceUser):
 
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""
-        return 0x0000 if isinstance(message, dimse.CEchoRQ) else 0x0112 if dimse.is_n_service(
-            message
-        ) else 0xC000
+        return (
+            0x0000
+            if isinstance(message, dimse.CEchoRQ)
+            else 0x0112
+            if dimse.is_n_service(message)
+            else 0xC000
+        )
 
     async def _dispatch(self, handler: Handler, incoming: IncomingRequest) -> None:
         """Run a handler and send what it returns or yields, each on the request's ID."""
@@ -489,7 +495,7 @@ class Association(ServiceUser):
             if hasattr(result, "__aiter__"):
                 await self._stream_replies(incoming, result)
                 return
-            outcome = await result  # type: ignore[misc]
+            outcome = await result
         except (ConnectionClosed, AssociationAborted, asyncio.CancelledError):
             raise
         except Exception:

@@ -56,7 +56,9 @@ class StoreOutcome:
         return not self.failed
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]], *, recursive: bool) -> tuple[list[StoreJob], list[tuple[Path, str]]]:
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], *, recursive: bool
+) -> tuple[list[StoreJob], list[tuple[Path, str]]]:
     """Read the meta group of every file; folders only with ``recursive``."""
     jobs: list[StoreJob] = []
     unreadable: list[tuple[Path, str]] = []
@@ -160,33 +162,36 @@ async def store_files(
                         report(queue.get_nowait(), None, f"association failed: {exc}")
                     return
                 continue
-            in_flight: dict[asyncio.Task[None], StoreJob] = {}
-            broken: BaseException | None = None
-            try:
-                while (not queue.empty() or in_flight) and broken is None:
-                    while not queue.empty() and len(in_flight) < max(window, 1):
-                        job = queue.get_nowait()
-                        in_flight[asyncio.ensure_future(send_one(assoc, job))] = job
-                    done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        job = in_flight.pop(task)
-                        error = task.exception()
-                        if error is not None:
-                            broken = error
-                            queue.put_nowait(job)  # never acknowledged: send again
-            finally:
-                if broken is not None:
-                    for task, job in in_flight.items():
-                        task.cancel()
-                        queue.put_nowait(job)
-                    failures += 1
-                    await assoc.abort()
-                    if failures > retries:
-                        while not queue.empty():
-                            report(queue.get_nowait(), None, f"association failed: {broken}")
-                        return
-                else:
-                    await assoc.release()
+            broken = await drain(assoc)
+            if broken is None:
+                await assoc.release()
+                continue
+            failures += 1
+            await assoc.abort()
+            if failures > retries:
+                while not queue.empty():
+                    report(queue.get_nowait(), None, f"association failed: {broken}")
+                return
+
+    async def drain(assoc: client.ClientConnection) -> BaseException | None:
+        """Send from the queue until it is empty; the error that broke the association."""
+        in_flight: dict[asyncio.Task[None], StoreJob] = {}
+        broken: BaseException | None = None
+        while (not queue.empty() or in_flight) and broken is None:
+            while not queue.empty() and len(in_flight) < max(window, 1):
+                job = queue.get_nowait()
+                in_flight[asyncio.ensure_future(send_one(assoc, job))] = job
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                job = in_flight.pop(task)
+                error = task.exception()
+                if error is not None:
+                    broken = error
+                    queue.put_nowait(job)  # never acknowledged: send it again
+        for task, job in in_flight.items():
+            task.cancel()
+            queue.put_nowait(job)
+        return broken
 
     await asyncio.gather(*(worker() for _ in range(max(associations, 1))))
     return outcome

@@ -94,7 +94,12 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
 
 @main.command()
 @click.option("--aet", default="DICOMNET", show_default=True, help="Our AE title.")
-@click.option("--host", default="*", show_default=True, help='"*" every interface, "" this machine\'s address.')
+@click.option(
+    "--host",
+    default="*",
+    show_default=True,
+    help='"*" every interface, "" this machine\'s address.',
+)
 @click.option("--port", default=11112, show_default=True, help="0 takes the first free port.")
 @click.option("--ip-type", type=click.Choice(sorted(IP_TYPES)), default="ipv4", show_default=True)
 @click.option("--max-associations", default=64, show_default=True, help="0 = no cap.")
@@ -159,8 +164,12 @@ def listen(
 @click.option("--aet", default="DICOMNET", show_default=True, help="Our (calling) AE title.")
 @click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title.")
 @click.option("-r", "--recursive", is_flag=True, help="Send every file below the given folders.")
-@click.option("--associations", default=1, show_default=True, help="Associations sharing the files.")
-@click.option("--window", default=16, show_default=True, help="C-STOREs outstanding per association.")
+@click.option(
+    "--associations", default=1, show_default=True, help="Associations sharing the files."
+)
+@click.option(
+    "--window", default=16, show_default=True, help="C-STOREs outstanding per association."
+)
 @click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

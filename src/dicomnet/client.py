@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from dicomnet import dimse, ul
-from dicomnet.association import Association, Handler, OutgoingRequest, RequestTimeouts
+from dicomnet.association import Association, Handler, RequestTimeouts
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -158,50 +158,47 @@ class ClientConnection(Association):
         """The TCP connection closed (``OnConnectionClosedAsync``)."""
 
     def on_c_store_request(self, handler: Handler) -> Handler:
-        """Register the handler of C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``)."""
+        """Handle C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``)."""
         self.handlers[dimse.CommandField.C_STORE_RQ] = handler
         return handler
 
     def on_n_event_report_request(self, handler: Handler) -> Handler:
-        """Register the N-EVENT-REPORT handler, e.g. during N-ACTION (``OnNEventReportRequestAsync``)."""
+        """Handle N-EVENT-REPORT, e.g. during N-ACTION (``OnNEventReportRequestAsync``)."""
         self.handlers[dimse.CommandField.N_EVENT_REPORT_RQ] = handler
         return handler
 
     # -- ProtocolOwner ---------------------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
-        kind = type(event)
-        if kind is ul.AssociateAccepted:
-            ac = event.ac  # type: ignore[attr-defined]
-            assert self.request is not None
-            self.accept = ac
-            self.negotiated = accepted_by_requestor(self.request, ac)
-            assert self.protocol is not None
+        if isinstance(event, ul.AssociateAccepted):
+            assert self.request is not None and self.protocol is not None
+            self.accept = event.ac
+            self.negotiated = accepted_by_requestor(self.request, event.ac)
             self.protocol.assembler.context_ids = set(self.negotiated.contexts)
-            self.on_receive_association_accept(ac)
+            self.on_receive_association_accept(event.ac)
             if not self._answer.done():
-                self._answer.set_result(ac)
+                self._answer.set_result(event.ac)
             if not self.established.done():
                 self.established.set_result(self)
-        elif kind is ul.AssociateRejected:
-            rj = event.rj  # type: ignore[attr-defined]
+        elif isinstance(event, ul.AssociateRejected):
+            rj = event.rj
             self.on_receive_association_reject(rj.result, rj.source, rj.reason)
             self._ending(AssociationRejected(rj.result, rj.source, rj.reason))
-        elif kind is ul.ReleaseRequested:
-            # The acceptor asked to release (or a release collision): answer it.
+        elif isinstance(event, ul.ReleaseRequested):
+            # The acceptor asked to release, or both did at once: answer it.
             assert self.protocol is not None
-            self.protocol.connection.release_response()
-            self.protocol.flush()
-        elif kind is ul.ReleaseConfirmed:
+            if self.protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
+                self.protocol.connection.release_response()
+                self.protocol.flush()
+        elif isinstance(event, ul.ReleaseConfirmed):
             self.on_receive_association_release_response()
             if not self._released.done():
                 self._released.set_result(None)
             self._ending(ConnectionClosed("association released"))
-        elif kind is ul.Aborted:
-            source, reason = event.source, event.reason  # type: ignore[attr-defined]
-            self.on_receive_abort(source, reason)
-            detail = "by the peer" if event.by_peer else "protocol error"  # type: ignore[attr-defined]
-            self._ending(AssociationAborted(source, reason, detail))
-        elif kind is ul.ConnectionClosed:
+        elif isinstance(event, ul.Aborted):
+            self.on_receive_abort(event.source, event.reason)
+            detail = "by the peer" if event.by_peer else "protocol error"
+            self._ending(AssociationAborted(event.source, event.reason, detail))
+        elif isinstance(event, ul.ConnectionClosed):
             self.on_connection_closed(self._ended)
             self._ending(ConnectionClosed("connection closed by the peer"))
 
@@ -215,19 +212,6 @@ class ClientConnection(Association):
         self.end(error)
 
     # -- the Pythonic API ------------------------------------------------------------------------
-    async def request(
-        self,
-        message: Any,
-        dataset: Any = None,
-        *,
-        context_id: int | None = None,
-        timeouts: RequestTimeouts | None = None,
-    ) -> OutgoingRequest:
-        """Enqueue a request on the send queue and return it (not awaited)."""
-        return self.send_request(
-            OutgoingRequest(message, dataset, context_id=context_id, timeouts=timeouts)
-        )
-
     async def release(self) -> None:
         """Wait for outstanding requests, then release (A-RELEASE-RQ, RP)."""
         protocol = self.protocol
@@ -330,9 +314,11 @@ def connect(
         The asynchronous operations window to propose (PS3.7 D.3.3.3); the
         item is sent only when either differs from 1.
     """
-    proposed = list(contexts) if contexts is not None else [
-        (VERIFICATION_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES)
-    ]
+    proposed = (
+        list(contexts)
+        if contexts is not None
+        else [(VERIFICATION_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES)]
+    )
     async_ops = None
     if (max_operations_invoked, max_operations_performed) != (1, 1):
         async_ops = AsyncOpsWindow(max_operations_invoked, max_operations_performed)
@@ -346,7 +332,16 @@ def connect(
         user_identity=user_identity,
     )
     return _Connecting(
-        _open(host, port, rq, max_pdu_length, handlers, timeouts, association_timeouts, connection_class)
+        _open(
+            host,
+            port,
+            rq,
+            max_pdu_length,
+            handlers,
+            timeouts,
+            association_timeouts,
+            connection_class,
+        )
     )
 
 

@@ -8,6 +8,7 @@ The API and its documentation live in :mod:`dicomnet._pdu_py`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -29,7 +30,7 @@ __all__ = [
 _impl: ModuleType = _pdu_py
 if os.environ.get("DICOMNET_NO_EXTENSIONS", "") != "1":
     try:
-        from dicomnet import _pdu as _compiled
+        _compiled = importlib.import_module("dicomnet._pdu")
     except ImportError:
         pass
     else:

@@ -240,7 +240,12 @@ class CCancelRQ(Message):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NEventReportRQ(Request):
     COMMAND = CommandField.N_EVENT_REPORT_RQ
-    REQUIRED = ("message_id", "affected_sop_class_uid", "affected_sop_instance_uid", "event_type_id")
+    REQUIRED = (
+        "message_id",
+        "affected_sop_class_uid",
+        "affected_sop_instance_uid",
+        "event_type_id",
+    )
     affected_sop_class_uid: str
     affected_sop_instance_uid: str
     event_type_id: int
@@ -292,7 +297,12 @@ class NSetRSP(Response):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NActionRQ(Request):
     COMMAND = CommandField.N_ACTION_RQ
-    REQUIRED = ("message_id", "requested_sop_class_uid", "requested_sop_instance_uid", "action_type_id")
+    REQUIRED = (
+        "message_id",
+        "requested_sop_class_uid",
+        "requested_sop_instance_uid",
+        "action_type_id",
+    )
     requested_sop_class_uid: str
     requested_sop_instance_uid: str
     action_type_id: int
@@ -342,9 +352,29 @@ class NDeleteRSP(Response):
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.COMMAND: cls
     for cls in (
-        CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP, CFindRQ, CFindRSP, CGetRQ, CGetRSP,
-        CMoveRQ, CMoveRSP, CCancelRQ, NEventReportRQ, NEventReportRSP, NGetRQ, NGetRSP,
-        NSetRQ, NSetRSP, NActionRQ, NActionRSP, NCreateRQ, NCreateRSP, NDeleteRQ, NDeleteRSP,
+        CEchoRQ,
+        CEchoRSP,
+        CStoreRQ,
+        CStoreRSP,
+        CFindRQ,
+        CFindRSP,
+        CGetRQ,
+        CGetRSP,
+        CMoveRQ,
+        CMoveRSP,
+        CCancelRQ,
+        NEventReportRQ,
+        NEventReportRSP,
+        NGetRQ,
+        NGetRSP,
+        NSetRQ,
+        NSetRSP,
+        NActionRQ,
+        NActionRSP,
+        NCreateRQ,
+        NCreateRSP,
+        NDeleteRQ,
+        NDeleteRSP,
     )
 }
 
@@ -363,7 +393,8 @@ RESPONSE_FOR_REQUEST: dict[type[Message], type[Response]] = {
 }
 
 _FIELDS_OF: dict[type[Message], tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls) if f.name != "has_dataset") for cls in MESSAGE_TYPES.values()
+    cls: tuple(f.name for f in fields(cls) if f.name != "has_dataset")
+    for cls in MESSAGE_TYPES.values()
 }
 
 
@@ -464,7 +495,12 @@ def response_for(request: Message, status: int, **values: Any) -> Response:
     assert isinstance(request, Request)
     echoed: dict[str, Any] = {"message_id_being_responded_to": request.message_id}
     names = _FIELDS_OF[cls]
-    for name in ("affected_sop_class_uid", "affected_sop_instance_uid", "event_type_id", "action_type_id"):
+    for name in (
+        "affected_sop_class_uid",
+        "affected_sop_instance_uid",
+        "event_type_id",
+        "action_type_id",
+    ):
         if name in names:
             value = getattr(request, name, None)
             if value is None and name.startswith("affected"):

@@ -249,7 +249,10 @@ def negotiate_as_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateA
     allowed = policy.allowed_calling_ae_titles
     if allowed is not None and rq.calling_ae_title.strip() not in allowed:
         return AssociateRJ(1, 1, 3)
-    if not rq.presentation_contexts or len(rq.presentation_contexts) > policy.max_presentation_contexts:
+    if (
+        not rq.presentation_contexts
+        or len(rq.presentation_contexts) > policy.max_presentation_contexts
+    ):
         return AssociateRJ(1, 1, 1)
     info = rq.user_information
     identity_ac = None
@@ -262,10 +265,12 @@ def negotiate_as_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateA
 
     supported = _supported(policy)
     seen: set[int] = set()
-    results = tuple(_context_result(item, supported, policy, seen) for item in rq.presentation_contexts)
+    results = tuple(
+        _context_result(item, supported, policy, seen) for item in rq.presentation_contexts
+    )
     accepted_classes = {
         item.abstract_syntax
-        for item, result in zip(rq.presentation_contexts, results)
+        for item, result in zip(rq.presentation_contexts, results, strict=True)
         if result.result == ContextResult.ACCEPTANCE
     }
 
@@ -275,7 +280,9 @@ def negotiate_as_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateA
             continue
         ours = supported.get(role.sop_class_uid, SupportedContext(role.sop_class_uid))
         roles.append(
-            RoleSelection(role.sop_class_uid, role.scu_role and ours.scu_role, role.scp_role and ours.scp_role)
+            RoleSelection(
+                role.sop_class_uid, role.scu_role and ours.scu_role, role.scp_role and ours.scp_role
+            )
         )
 
     extended = []
@@ -293,8 +300,12 @@ def negotiate_as_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateA
     window = None
     if info.async_ops_window is not None:
         window = AsyncOpsWindow(
-            _min_window(info.async_ops_window.max_operations_invoked, policy.max_operations_performed),
-            _min_window(info.async_ops_window.max_operations_performed, policy.max_operations_invoked),
+            _min_window(
+                info.async_ops_window.max_operations_invoked, policy.max_operations_performed
+            ),
+            _min_window(
+                info.async_ops_window.max_operations_performed, policy.max_operations_invoked
+            ),
         )
 
     return AssociateAC(
@@ -359,7 +370,8 @@ def accepted_by_requestor(rq: AssociateRQ, ac: AssociateAC) -> Negotiated:
         peer_implementation_version_name=ac.user_information.implementation_version_name,
         user_identity_response=identity.server_response if identity else None,
         sop_class_extended={
-            item.sop_class_uid: item.application_info for item in ac.user_information.sop_class_extended
+            item.sop_class_uid: item.application_info
+            for item in ac.user_information.sop_class_extended
         },
         called_ae_title=rq.called_ae_title,
         calling_ae_title=rq.calling_ae_title,
@@ -379,7 +391,8 @@ def accepted_by_acceptor(rq: AssociateRQ, ac: AssociateAC) -> Negotiated:
         peer_implementation_version_name=rq.user_information.implementation_version_name,
         user_identity_response=None,
         sop_class_extended={
-            item.sop_class_uid: item.application_info for item in ac.user_information.sop_class_extended
+            item.sop_class_uid: item.application_info
+            for item in ac.user_information.sop_class_extended
         },
         called_ae_title=rq.called_ae_title,
         calling_ae_title=rq.calling_ae_title,

@@ -20,7 +20,21 @@ __all__ = ["FileMeta", "Part10Error", "encode_file_meta", "read_file_meta"]
 
 PREAMBLE = bytes(128) + b"DICM"
 
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 _HEADER = struct.Struct("<HH2s")
 _SHORT_LENGTH = struct.Struct("<H")
 _LONG_LENGTH = struct.Struct("<2xL")
@@ -73,7 +87,9 @@ def encode_file_meta(
             _element(0x0010, b"UI", transfer_syntax.encode("ascii")),
             _element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii")),
             _element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
-            _element(0x0016, b"AE", source_ae_title.encode("latin-1")) if source_ae_title.strip() else b"",
+            _element(0x0016, b"AE", source_ae_title.encode("latin-1"))
+            if source_ae_title.strip()
+            else b"",
         )
     )
     group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body))

@@ -116,14 +116,13 @@ class ServerAssociation(Association):
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
-        kind = type(event)
-        if kind is ul.AssociateRequested:
-            self._association_requested(event.rq)  # type: ignore[attr-defined]
-        elif kind is ul.ReleaseRequested:
+        if isinstance(event, ul.AssociateRequested):
+            self._association_requested(event.rq)
+        elif isinstance(event, ul.ReleaseRequested):
             asyncio.get_running_loop().create_task(self._release_when_idle())
-        elif kind is ul.Aborted:
-            self._ended_by(AssociationAborted(event.source, event.reason))  # type: ignore[attr-defined]
-        elif kind is ul.ConnectionClosed:
+        elif isinstance(event, ul.Aborted):
+            self._ended_by(AssociationAborted(event.source, event.reason))
+        elif isinstance(event, ul.ConnectionClosed):
             self._ended_by(ConnectionClosed("connection closed"))
 
     def _association_requested(self, rq: AssociateRQ) -> None:
@@ -135,7 +134,12 @@ class ServerAssociation(Association):
         answer: AssociateAC | AssociateRJ | None = None
         if cap and listener.association_count >= cap:
             answer = LOCAL_LIMIT_EXCEEDED
-            log.info("rejecting %s from %s: %d associations open", rq.calling_ae_title, protocol.peername, cap)
+            log.info(
+                "rejecting %s from %s: %d associations open",
+                rq.calling_ae_title,
+                protocol.peername,
+                cap,
+            )
         elif listener.on_association_request is not None:
             try:
                 answer = listener.on_association_request(self, rq)
@@ -180,7 +184,9 @@ class ServerAssociation(Association):
         return factory(self, context_id, command)
 
 
-def _resolve_bind(host_address: str, ip_type: IPType) -> list[tuple[socket.AddressFamily, str, bool]]:
+def _resolve_bind(
+    host_address: str, ip_type: IPType
+) -> list[tuple[socket.AddressFamily, str, bool]]:
     """The sockets to bind: ``(family, address, dual_stack)`` per LEADTOOLS rules."""
     families = []
     if ip_type & IPType.IPV4:
@@ -268,11 +274,13 @@ class Listener:
             accept_any_storage=accept_any_storage or base.accept_any_storage,
         )
         self.handlers: dict[int, Handler] = {}
-        self.on_association_request: Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None = None
+        self.on_association_request: (
+            Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None
+        ) = None
         self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
         self.association_count = 0
         self.associations: set[ServerAssociation] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._closing = False
 
     # -- handlers ------------------------------------------------------------------------
@@ -307,7 +315,7 @@ class Listener:
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [s for server in self._servers for s in server.sockets]  # type: ignore[misc]
+        return [s for server in self._servers for s in server.sockets]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -381,4 +389,3 @@ class Listener:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close(timeout=0)
-

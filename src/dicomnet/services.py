@@ -22,7 +22,8 @@ from dicomnet.store_scu import prepare_store
 from dicomnet.uids import VERIFICATION_SOP_CLASS
 
 if TYPE_CHECKING:
-    from dicomnet.association import Association, OutgoingRequest, RequestTimeouts
+    from dicomnet.association import OutgoingRequest, RequestTimeouts
+    from dicomnet.negotiation import Negotiated
 
 __all__ = ["QueryResponse", "ServiceUser"]
 
@@ -54,7 +55,19 @@ class QueryResponse:
 class ServiceUser:
     """DIMSE-C requests of an association; mixed into :class:`Association`."""
 
-    async def echo(self: Association, *, timeouts: RequestTimeouts | None = None) -> Any:
+    negotiated: Negotiated
+
+    if TYPE_CHECKING:
+
+        def send_request(self, request: OutgoingRequest) -> OutgoingRequest: ...
+
+        async def send_message(
+            self, context_id: int, message: Any, dataset: Any = None
+        ) -> None: ...
+
+        def _context_for(self, request: OutgoingRequest) -> int: ...
+
+    async def echo(self, *, timeouts: RequestTimeouts | None = None) -> Any:
         """C-ECHO (Verification, PS3.4 A): the final C-ECHO-RSP."""
         request = self._enqueue(
             dimse.CEchoRQ(message_id=0, affected_sop_class_uid=VERIFICATION_SOP_CLASS),
@@ -65,7 +78,7 @@ class ServiceUser:
         return await request.completed
 
     async def store(
-        self: Association,
+        self,
         source: Any,
         *,
         sop_class_uid: str | None = None,
@@ -104,7 +117,7 @@ class ServiceUser:
             prepared.close()
 
     def find(
-        self: Association,
+        self,
         identifier: Any,
         model: str,
         *,
@@ -118,7 +131,7 @@ class ServiceUser:
         return self._query(message, identifier, model, timeouts)
 
     def move(
-        self: Association,
+        self,
         identifier: Any,
         model: str,
         destination: str,
@@ -137,7 +150,7 @@ class ServiceUser:
         return self._query(message, identifier, model, timeouts)
 
     def get(
-        self: Association,
+        self,
         identifier: Any,
         model: str,
         *,
@@ -151,7 +164,7 @@ class ServiceUser:
         )
         return self._query(message, identifier, model, timeouts)
 
-    async def cancel(self: Association, request: OutgoingRequest) -> None:
+    async def cancel(self, request: OutgoingRequest) -> None:
         """C-CANCEL-RQ for an outstanding C-FIND, C-MOVE or C-GET (PS3.7 9.3.2.3)."""
         if request.completed.done():
             return
@@ -161,7 +174,7 @@ class ServiceUser:
 
     # -- shared machinery ---------------------------------------------------------------
     def _enqueue(
-        self: Association,
+        self,
         message: Any,
         dataset: Any,
         context_id: int | None,
@@ -174,7 +187,7 @@ class ServiceUser:
         )
 
     async def _query(
-        self: Association,
+        self,
         message: Any,
         identifier: Any,
         model: str,

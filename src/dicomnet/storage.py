@@ -22,7 +22,6 @@ that is already stored is kept, not overwritten.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
@@ -207,7 +206,9 @@ class FolderStorage:
             if isinstance(sink, _Refused):
                 return sink.status
         if sink.error is not None:
-            log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, sink.error)
+            log.warning(
+                "C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, sink.error
+            )
             return OUT_OF_RESOURCES
         sink.committing = True
         try:
@@ -223,7 +224,7 @@ class FolderStorage:
             raise
         except OSError as exc:
             log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, exc)
-            return OUT_OF_RESOURCES if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else OUT_OF_RESOURCES
+            return OUT_OF_RESOURCES  # ENOSPC, EDQUOT, EIO and the rest alike: A700
         record = StoredInstance(
             sink.final_path,
             request.message.affected_sop_class_uid,

@@ -74,7 +74,9 @@ def _choose(negotiated: Negotiated, sop_class: str, transfer_syntax: str) -> tup
         {c.transfer_syntax for c in negotiated.contexts.values() if c.abstract_syntax == sop_class}
     )
     if not offered:
-        raise NoAcceptedContext(f"the peer accepted no presentation context for SOP class {sop_class}")
+        raise NoAcceptedContext(
+            f"the peer accepted no presentation context for SOP class {sop_class}"
+        )
     raise NoAcceptedContext(
         f"cannot send transfer syntax {transfer_syntax} for {sop_class}: the peer accepted "
         f"only {', '.join(offered)}, and {transfer_syntax} is not one dicomnet converts"
@@ -101,7 +103,9 @@ def prepare_store(
         return _prepare_file(negotiated, Path(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not (sop_class_uid and sop_instance_uid and transfer_syntax):
-            raise ValueError("raw dataset bytes need sop_class_uid, sop_instance_uid and transfer_syntax")
+            raise ValueError(
+                "raw dataset bytes need sop_class_uid, sop_instance_uid and transfer_syntax"
+            )
         context_id, target = _choose(negotiated, sop_class_uid, transfer_syntax)
         data: Any = source
         if target != transfer_syntax:
@@ -116,7 +120,9 @@ def _prepare_dataset(negotiated: Negotiated, dataset: Any) -> PreparedStore:
     meta = getattr(dataset, "file_meta", None)
     own = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     candidates = [own] if own else []
-    candidates += [c.transfer_syntax for c in negotiated.contexts.values() if c.abstract_syntax == sop_class]
+    candidates += [
+        c.transfer_syntax for c in negotiated.contexts.values() if c.abstract_syntax == sop_class
+    ]
     for syntax in candidates:
         try:
             context_id, target = _choose(negotiated, sop_class, syntax)
@@ -139,7 +145,9 @@ def _prepare_file(negotiated: Negotiated, path: Path) -> PreparedStore:
             stream.seek(meta.dataset_offset)
             raw = stream.read()
             data = encode_dataset(decode_dataset(raw, meta.transfer_syntax), target)
-            return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, data, len(data))
+            return PreparedStore(
+                context_id, meta.sop_class_uid, meta.sop_instance_uid, data, len(data)
+            )
         if size <= 0:
             return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, b"", 0)
         mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)

@@ -34,7 +34,9 @@ class _LoopThread:
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="dicomnet-loop", daemon=True)
+                thread = threading.Thread(
+                    target=loop.run_forever, name="dicomnet-loop", daemon=True
+                )
                 thread.start()
                 self._loop = loop
             return self._loop

@@ -85,7 +85,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
         Seconds of the ARTIM timer (PS3.8 9.1.5).
     """
 
-    def __init__(self, connection: ul.Connection, owner: ProtocolOwner, *, artim_timeout: float = 30.0) -> None:
+    def __init__(
+        self, connection: ul.Connection, owner: ProtocolOwner, *, artim_timeout: float = 30.0
+    ) -> None:
         self.connection = connection
         self.owner = owner
         self.artim_timeout = artim_timeout
@@ -105,7 +107,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.connection.connection_made()
         self._process()
 
@@ -189,7 +191,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         buffers = connection.data_to_send()
         if not transport.is_closing():
             if buffers:
-                transport.writelines(buffers)
+                transport.writelines(cast("list[bytes]", buffers))
             if connection.should_close:
                 transport.close()
         if connection.artim_running:
