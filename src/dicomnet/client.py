@@ -309,16 +309,15 @@ def connect(
     Parameters
     ----------
     contexts : iterable of (abstract syntax, transfer syntaxes), optional
-        Presentation contexts to propose (default: Verification only).
+        Presentation contexts to propose; Verification is added when missing,
+        so ``echo()`` works on every association.
     max_operations_invoked, max_operations_performed : int
         The asynchronous operations window to propose (PS3.7 D.3.3.3); the
         item is sent only when either differs from 1.
     """
-    proposed = (
-        list(contexts)
-        if contexts is not None
-        else [(VERIFICATION_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES)]
-    )
+    proposed = list(contexts) if contexts is not None else []
+    if not any(abstract == VERIFICATION_SOP_CLASS for abstract, _ in proposed):
+        proposed.append((VERIFICATION_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES))
     async_ops = None
     if (max_operations_invoked, max_operations_performed) != (1, 1):
         async_ops = AsyncOpsWindow(max_operations_invoked, max_operations_performed)

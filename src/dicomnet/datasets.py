@@ -13,6 +13,7 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
@@ -35,10 +36,11 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool]:
 def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
     """Encode a Dataset's elements (no preamble, no file meta) for a transfer syntax."""
     implicit, little = transfer_syntax_encoding(transfer_syntax)
-    buffer = BytesIO()
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = little
+    buffer.is_implicit_VR = implicit
     body = Dataset({tag: elem for tag, elem in dataset.items() if tag.group != 0x0002})
-    body.set_original_encoding(implicit, little)
-    write_dataset(buffer, body, (implicit, little))  # type: ignore[arg-type]
+    write_dataset(buffer, body)
     data = buffer.getvalue()
     if transfer_syntax == DEFLATED:
         compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)

@@ -1,0 +1,51 @@
+"""Test instances made with pydicom: small CT images, written as Part 10 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from dicomnet.part10 import read_file_meta
+
+
+def ct_dataset(index: int = 0, *, pixels: int = 64, study: str | None = None) -> Dataset:
+    """A small, valid CT Image with ``pixels`` x ``pixels`` 16-bit pixel data."""
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.PatientName = f"TEST^PATIENT{index % 3}"
+    ds.PatientID = f"PID{index % 3}"
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.InstanceNumber = index + 1
+    ds.Rows = pixels
+    ds.Columns = pixels
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = bytes((index + i) % 251 for i in range(pixels * pixels * 2))
+    return ds
+
+
+def write_part10(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
+    """Write ``ds`` as a Part 10 file in ``transfer_syntax``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta = meta
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The bytes after the File Meta group of a Part 10 file."""
+    with open(path, "rb") as stream:
+        read_file_meta(stream)
+        return stream.read()
