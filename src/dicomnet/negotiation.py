@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dicomnet._sop_classes import SOP_CLASSES
 from dicomnet.pdu import (
     APPLICATION_CONTEXT_NAME,
     DEFAULT_MAX_PDU_LENGTH,
@@ -233,9 +234,7 @@ def _context_result(
 
 def _is_storage(abstract_syntax: str) -> bool:
     """A storage SOP class, or a class the standard does not know (private)."""
-    from pydicom._uid_dict import UID_dictionary
-
-    return abstract_syntax in STORAGE_SOP_CLASSES or abstract_syntax not in UID_dictionary
+    return abstract_syntax in STORAGE_SOP_CLASSES or abstract_syntax not in SOP_CLASSES
 
 
 def negotiate_as_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateAC | AssociateRJ:

@@ -1,15 +1,15 @@
 """Well-known UIDs and UID validation (PS3.5 9, PS3.6 Annex A).
 
-Storage SOP classes come from pydicom's UID dictionary (every entry of type
-"SOP Class" whose name ends with "Storage"), so the list follows the standard
-as pydicom does instead of being copied here.
+Storage SOP classes are the SOP classes of PS3.6 Annex A whose name ends with
+"Storage", from the table that ``tools/generate_sop_classes.py`` generates
+out of pydicom's UID dictionary (the core imports no pydicom at run time).
 """
 
 from __future__ import annotations
 
 import re
 
-from pydicom._uid_dict import UID_dictionary
+from dicomnet._sop_classes import SOP_CLASSES
 
 __all__ = [
     "DEFAULT_TRANSFER_SYNTAXES",
@@ -97,9 +97,7 @@ QR_MODELS = {
 """Query/Retrieve information models (PS3.4 C.6): (FIND, MOVE, GET) per root."""
 
 STORAGE_SOP_CLASSES = frozenset(
-    uid
-    for uid, (name, kind, *_rest) in UID_dictionary.items()
-    if kind == "SOP Class" and name.endswith("Storage")
+    uid for uid, name in SOP_CLASSES.items() if name.endswith("Storage")
 )
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
