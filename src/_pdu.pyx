@@ -654,21 +654,23 @@ def decode_command(data):
 
 # -- association PDUs: encoding ---------------------------------------------------------------
 
-cdef bytes text_bytes(str value, str what):
+cdef bytes text_bytes(object value, str what):
+    if not isinstance(value, str):
+        raise ValueError(f"{what} {value!r} is not text")
     try:
-        return value.encode("latin-1")
+        return (<str>value).encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError(f"{what} {value!r} is not latin-1 text") from None
 
 
-cdef bytes uid_bytes(str value, str what):
+cdef bytes uid_bytes(object value, str what):
     cdef bytes raw = text_bytes(value, what)
     if len(raw) > 64:
         raise ValueError(f"{what} of {len(raw)} bytes exceeds 64: {value!r}")
     return raw
 
 
-cdef bytes ae_bytes(str value, str what):
+cdef bytes ae_bytes(object value, str what):
     cdef bytes raw = text_bytes(value, what)
     if len(raw) > 16:
         raise ValueError(f"{what} of {len(raw)} bytes exceeds 16: {value!r}")
