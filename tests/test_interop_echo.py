@@ -18,6 +18,7 @@ import pytest
 
 from dicomnet import client
 from dicomnet.server import IPType, Listener, ListenerLimits
+
 from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 
 pytestmark = pytest.mark.interop

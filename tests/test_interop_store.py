@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from factory import ct_dataset, dataset_bytes, write_part10
-from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from dicomnet import client
 from dicomnet.server import Listener
 from dicomnet.storage import FolderStorage
+
+from factory import ct_dataset, dataset_bytes, write_part10
+from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 
 pytestmark = pytest.mark.interop
 

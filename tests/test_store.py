@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from factory import ct_dataset, dataset_bytes, write_part10
 from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
@@ -22,6 +21,8 @@ from dicomnet.codec import encode_command, fragment_message
 from dicomnet.server import Listener
 from dicomnet.storage import FolderStorage
 from dicomnet.store_scu import NoAcceptedContext
+
+from factory import ct_dataset, dataset_bytes, write_part10
 
 
 def run(coro, timeout: float = 60.0):

@@ -7,10 +7,11 @@ import sys
 import threading
 
 import pytest
-from peers import dcmtk_server, free_port
 
 import dicomnet
 import dicomnet.sync
+
+from peers import dcmtk_server, free_port
 
 
 @pytest.mark.interop
