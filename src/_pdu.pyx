@@ -106,7 +106,7 @@ cdef class PDUReader:
     cdef memoryview _view
     cdef Py_ssize_t _start, _end, _need, _free
     cdef int _pdu_type
-    cdef Py_ssize_t _max_pdu_length, _max_associate_length
+    cdef object _max_pdu_length, _max_associate_length
     cdef object _error
 
     def __init__(self, max_pdu_length=DEFAULT_MAX_PDU_LENGTH,
@@ -151,23 +151,23 @@ cdef class PDUReader:
         cdef const uint8_t* p
         cdef int pdu_type
         cdef uint32_t length
-        cdef Py_ssize_t limit
         if self._need or self._end - self._start < HEADER:
             return 0
         p = <const uint8_t*>PyByteArray_AS_STRING(self._buffer) + self._start
         pdu_type = p[0]
         length = be32(p + 2)
+        cdef object declared = length  # compared as a Python int: limits may exceed 32 bits
         error = None
         if pdu_type < 1 or pdu_type > 7:
             error = UnrecognizedPDU(f"unrecognized PDU type {pdu_type:02X}H (PS3.8 9.3)")
         elif pdu_type == 4:
             limit = self._max_pdu_length or UNLIMITED_RECEIVE_CAP
-            if length > <uint32_t>limit:
+            if declared > limit:
                 error = PDUTooLarge(f"P-DATA-TF of {length} bytes exceeds the maximum of {limit}")
         elif pdu_type == 3 or pdu_type >= 5:
             if length != 4:
                 error = PDUError(f"{PDU_NAMES[pdu_type]} with length {length}, PS3.8 fixes it at 4")
-        elif length > <uint32_t>self._max_associate_length:
+        elif declared > self._max_associate_length:
             error = PDUTooLarge(
                 f"{PDU_NAMES[pdu_type]} of {length} bytes exceeds the maximum of "
                 f"{self._max_associate_length}"
@@ -195,9 +195,7 @@ cdef class PDUReader:
         self._end = held
 
     cdef Py_ssize_t _retained_capacity(self):
-        cdef Py_ssize_t limit = self._max_pdu_length or UNLIMITED_RECEIVE_CAP
-        if limit > RETAINED_CAP:
-            limit = RETAINED_CAP
+        limit = min(self._max_pdu_length or UNLIMITED_RECEIVE_CAP, RETAINED_CAP)
         return max(INITIAL_CAPACITY, limit + HEADER)
 
     def get_buffer(self, sizehint):
@@ -215,11 +213,11 @@ cdef class PDUReader:
         self._free = PyByteArray_GET_SIZE(self._buffer) - self._end
         return self._view[self._end:]
 
-    def buffer_updated(self, Py_ssize_t nbytes):
+    def buffer_updated(self, nbytes):
         self._raise_if_poisoned()
-        if nbytes < 0 or nbytes > self._free:
+        if not 0 <= nbytes <= self._free:
             raise ValueError(f"buffer_updated({nbytes}) but the last view held {self._free} bytes")
-        self._end += nbytes
+        self._end += <Py_ssize_t>nbytes
         self._free = 0
 
     def feed(self, data):
@@ -305,18 +303,16 @@ def parse_pdata(body):
     return pdvs
 
 
-def fragment_message(int context_id, command, dataset, Py_ssize_t max_pdu_length):
+def fragment_message(context_id, command, dataset, max_pdu_length):
     if max_pdu_length == 0:
         max_pdu_length = UNLIMITED_SEND_PDU_LENGTH
     elif max_pdu_length < 8:
         raise ValueError(
             f"max_pdu_length {max_pdu_length} leaves no room for a PDV (0 or >= 8 expected)"
         )
-    if context_id < 0 or context_id > 0xFF:
+    if not 0 <= context_id <= 0xFF:
         raise ValueError(f"presentation context ID {context_id} outside 0-255")
-    if max_pdu_length > 0xFFFFFFFF:
-        max_pdu_length = 0xFFFFFFFF
-    cdef Py_ssize_t payload = (max_pdu_length - 6) & ~(<Py_ssize_t>1)
+    cdef Py_ssize_t payload = (min(max_pdu_length, 0xFFFFFFFF) - 6) & ~1
     cdef list buffers = []
     fragment_into(buffers, context_id, byte_view(command), 0x01, payload)
     if dataset is not None:
