@@ -5,8 +5,11 @@ Every operation enqueues an :class:`~dicomnet.association.OutgoingRequest`
 everything else) and waits on it: ``store`` and ``echo`` for the final
 response; ``find``, ``move`` and ``get`` as async iterators of responses.
 
-Leaving a ``find``/``move``/``get`` iteration early sends C-CANCEL-RQ and
-waits for the final (Cancel) response, so the association stays usable.
+Closing a ``find``/``move``/``get`` iterator early sends C-CANCEL-RQ and
+waits for the final (Cancel) response, so the association stays usable. Use
+``async with contextlib.aclosing(assoc.find(...)) as responses`` to have that
+happen when the block ends; a bare ``break`` leaves it to the moment asyncio
+finalizes the abandoned iterator.
 """
 
 from __future__ import annotations
