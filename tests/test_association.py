@@ -291,3 +291,27 @@ def test_unsupported_context_is_refused_per_context() -> None:
                 assert results == {1: 0, 3: 3}
 
     run(scenario())
+
+
+def test_a_full_window_of_fast_requests_is_never_mistaken_for_an_overrun() -> None:
+    """300 requests through a window of 4 stay on one association, handlers
+    answering after work in a thread as the storage handler does."""
+
+    async def scenario() -> None:
+        limits = ListenerLimits(max_operations_performed=4)
+        async with Listener("SCP", limits=limits) as listener:
+
+            @listener.on_c_echo
+            async def threaded(request):
+                # like the storage handler: the answer comes after work in a thread
+                await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+                return 0
+
+            port = await started(listener)
+            async with client.connect("127.0.0.1", port, max_operations_invoked=4) as assoc:
+                assert assoc.negotiated.max_operations_invoked == 4
+                results = await asyncio.gather(*(assoc.echo() for _ in range(300)))
+                assert {r.status for r in results} == {0}
+                assert not assoc.finished.done()
+
+    run(scenario())

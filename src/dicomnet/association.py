@@ -248,6 +248,9 @@ class Association(ServiceUser):
         self._message_ids = dimse.MessageIDs()
         self._send_task: asyncio.Task[None] | None = None
         self._handler_tasks: dict[asyncio.Task[None], IncomingRequest] = {}
+        self._requests_open = 0
+        """Peer requests not yet answered: the window counts these, not the tasks,
+        whose completion callbacks run after the response is already out."""
         self._ended: BaseException | None = None
         self.established = asyncio.get_running_loop().create_future()
         self.finished = asyncio.get_running_loop().create_future()
@@ -442,12 +445,13 @@ class Association(ServiceUser):
             self._abort_for(ProtocolError(f"request on unknown presentation context {context_id}"))
             return
         performed = self.negotiated.max_operations_performed
-        if performed and len(self._handler_tasks) >= performed:
+        if performed and self._requests_open >= performed:
             self._abort_for(
                 ProtocolError(f"peer exceeded the negotiated window of {performed} operations")
             )
             return
         incoming = IncomingRequest(self, context_id, message, dataset)
+        self._requests_open += 1
         task = asyncio.get_running_loop().create_task(self._run_handler(incoming))
         self._handler_tasks[task] = incoming
         task.add_done_callback(self._handler_done)
@@ -462,6 +466,12 @@ class Association(ServiceUser):
         return None
 
     async def _run_handler(self, incoming: IncomingRequest) -> None:
+        try:
+            await self._serve(incoming)
+        finally:
+            self._requests_open -= 1
+
+    async def _serve(self, incoming: IncomingRequest) -> None:
         message = incoming.message
         try:
             problem = dimse.validate_request(message, incoming.abstract_syntax)
