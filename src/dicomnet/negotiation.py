@@ -304,6 +304,10 @@ class AcceptorPolicy:
     storage_transfer_syntaxes : sequence of str
         Our preference order for those; by default every transfer syntax of
         :mod:`dicomnet.uids`, native first, lossy last.
+    storage_scp_role : bool
+        Let the requestor also take the SCP role of those storage classes when
+        it asks for it by role selection: a Query/Retrieve SCP serving C-GET
+        sends its C-STORE sub-operations that way (PS3.4 C.4.3).
     max_pdu_length : int
         Our Maximum Length Received (0 = unlimited).
     max_operations_performed, max_operations_invoked : int
@@ -336,6 +340,7 @@ class AcceptorPolicy:
     supported_contexts: tuple[SupportedContext, ...] = ()
     accept_any_storage: bool = False
     storage_transfer_syntaxes: tuple[str, ...] = ALL_TRANSFER_SYNTAXES
+    storage_scp_role: bool = False
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     max_operations_performed: int = 16
     max_operations_invoked: int = 16
@@ -592,7 +597,8 @@ def _answer_context(
         syntaxes: Sequence[str] = ours.transfer_syntaxes
         allowed = (ours.scu_role, ours.scp_role)
     elif policy.accept_any_storage and _is_storage_candidate(abstract):
-        syntaxes, allowed = policy.storage_transfer_syntaxes, _ANY_STORAGE_ROLES
+        syntaxes = policy.storage_transfer_syntaxes
+        allowed = (True, True) if policy.storage_scp_role else _ANY_STORAGE_ROLES
     else:
         return _Answer(item, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED)
     chosen = _first_common(syntaxes, item.transfer_syntaxes)

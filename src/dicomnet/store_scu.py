@@ -59,8 +59,8 @@ def _choose(negotiated: Negotiated, sop_class: str, transfer_syntax: str) -> tup
     exact = None
     convertible = None
     for context_id, context in negotiated.contexts.items():
-        if context.abstract_syntax != sop_class:
-            continue
+        if context.abstract_syntax != sop_class or not context.scu_role:
+            continue  # a C-GET SCP stores only where the requestor took the SCP role
         if context.transfer_syntax == transfer_syntax:
             exact = context_id
             break
@@ -71,7 +71,11 @@ def _choose(negotiated: Negotiated, sop_class: str, transfer_syntax: str) -> tup
     if convertible is not None and transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES:
         return convertible, negotiated.contexts[convertible].transfer_syntax
     offered = sorted(
-        {c.transfer_syntax for c in negotiated.contexts.values() if c.abstract_syntax == sop_class}
+        {
+            c.transfer_syntax
+            for c in negotiated.contexts.values()
+            if c.abstract_syntax == sop_class and c.scu_role
+        }
     )
     if not offered:
         raise NoAcceptedContext(
@@ -121,7 +125,9 @@ def _prepare_dataset(negotiated: Negotiated, dataset: Any) -> PreparedStore:
     own = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     candidates = [own] if own else []
     candidates += [
-        c.transfer_syntax for c in negotiated.contexts.values() if c.abstract_syntax == sop_class
+        c.transfer_syntax
+        for c in negotiated.contexts.values()
+        if c.abstract_syntax == sop_class and c.scu_role
     ]
     for syntax in candidates:
         try:
