@@ -55,6 +55,7 @@ __all__ = [
     "OutgoingRequest",
     "Reply",
     "RequestTimeouts",
+    "SinkFactory",
     "as_reply",
 ]
 
@@ -193,6 +194,10 @@ Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 yields ``(status, dataset)`` pairs for services with pending responses."""
 
 
+SinkFactory = Callable[[Any, int, dict[int, Any]], Any]
+"""Chooses a sink for an incoming dataset from its command set (None: memory)."""
+
+
 def as_reply(outcome: Any) -> Reply:
     """What a handler returned or yielded, as a :class:`Reply`.
 
@@ -239,6 +244,9 @@ class Association(ServiceUser):
     ) -> None:
         self.handlers: dict[int, Handler] = dict(handlers or {})
         self.timeouts = timeouts or RequestTimeouts()
+        self.sink_factory: SinkFactory | None = None
+        """``factory(association, context_id, command)``: where incoming datasets
+        go (e.g. :meth:`dicomnet.storage.FolderStorage.sink`); None keeps them in memory."""
         self.protocol: DicomProtocol | None = None
         self.negotiated: Negotiated = None  # type: ignore[assignment]
         self.can_still_process_pdata_tf = True
@@ -463,7 +471,9 @@ class Association(ServiceUser):
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         """Where an incoming request's dataset goes; None collects it in memory."""
-        return None
+        if self.sink_factory is None:
+            return None
+        return self.sink_factory(self, context_id, command)
 
     async def _run_handler(self, incoming: IncomingRequest) -> None:
         try:

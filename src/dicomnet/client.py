@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from dicomnet import dimse, ul
-from dicomnet.association import Association, Handler, RequestTimeouts
+from dicomnet.association import Association, Handler, RequestTimeouts, SinkFactory
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -303,6 +303,7 @@ def connect(
     timeouts: RequestTimeouts | None = None,
     association_timeouts: AssociationTimeouts | None = None,
     connection_class: type[ClientConnection] = ClientConnection,
+    dataset_sink: SinkFactory | None = None,
 ) -> _Connecting:
     """Open an association; use as ``async with connect(...) as assoc`` or ``await``.
 
@@ -314,6 +315,15 @@ def connect(
     max_operations_invoked, max_operations_performed : int
         The asynchronous operations window to propose (PS3.7 D.3.3.3); the
         item is sent only when either differs from 1.
+    roles : iterable of RoleSelection
+        Role selection items; a C-GET SCU asks for the SCP role of the storage
+        classes it wants back (see :func:`dicomnet.retrieve.get_contexts`).
+    handlers : dict, optional
+        Handlers of requests the peer sends us, by command field (C-STORE
+        sub-operations of C-GET, N-EVENT-REPORT).
+    dataset_sink : callable, optional
+        ``factory(association, context_id, command)``: where the datasets of
+        those requests go as they arrive, e.g. ``FolderStorage(...).sink``.
     """
     proposed = list(contexts) if contexts is not None else []
     if not any(abstract == VERIFICATION_SOP_CLASS for abstract, _ in proposed):
@@ -340,6 +350,7 @@ def connect(
             timeouts,
             association_timeouts,
             connection_class,
+            dataset_sink,
         )
     )
 
@@ -353,11 +364,13 @@ async def _open(
     timeouts: RequestTimeouts | None,
     association_timeouts: AssociationTimeouts | None,
     connection_class: type[ClientConnection],
+    dataset_sink: SinkFactory | None = None,
 ) -> ClientConnection:
     loop = asyncio.get_running_loop()
     association = connection_class(
         handlers=handlers, timeouts=timeouts, association_timeouts=association_timeouts
     )
+    association.sink_factory = dataset_sink
     limits = association.association_timeouts
     connection = ul.Connection(ul.Role.REQUESTOR, max_pdu_length=max_pdu_length)
     protocol = DicomProtocol(connection, association, artim_timeout=limits.artim)

@@ -21,7 +21,13 @@ hook may reject it, then :func:`dicomnet.negotiation.negotiate_as_acceptor`
 answers it from the listener's policy.
 
 Handlers are registered per service; an exception in a handler answers that
-request with a failure status and never reaches the listener.
+request with a failure status and never reaches the listener. The
+Query/Retrieve services register with the information models they serve,
+which adds those models to the accepted contexts: :meth:`Listener.on_c_find`
+takes a handler yielding matches; :meth:`Listener.on_c_move` and
+:meth:`Listener.on_c_get` take a *selector* returning the instances to send,
+and :mod:`dicomnet.retrieve` runs the C-STORE sub-operations (C-MOVE to an
+AE title of :attr:`Listener.move_destinations`).
 """
 
 from __future__ import annotations
@@ -52,8 +58,18 @@ from dicomnet.pdu import (
     RejectResult,
     RejectSource,
 )
+from dicomnet.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.transport import DicomProtocol
-from dicomnet.uids import VERIFICATION_SOP_CLASS
+from dicomnet.uids import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+    VERIFICATION_SOP_CLASS,
+)
 
 __all__ = ["IPType", "Listener", "ListenerLimits", "ServerAssociation"]
 
@@ -278,6 +294,8 @@ class Listener:
             Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None
         ) = None
         self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
+        self.move_destinations: dict[str, MoveDestination] = {}
+        """C-MOVE destinations by AE title; a C-MOVE to any other answers A801."""
         self.association_count = 0
         self.associations: set[ServerAssociation] = set()
         self._servers: list[asyncio.Server] = []
@@ -297,6 +315,63 @@ class Listener:
         """Decorator: the C-STORE handler."""
         self.handle(CommandField.C_STORE_RQ, handler)
         return handler
+
+    def support(self, *abstract_syntaxes: str, scp_role: bool = False) -> None:
+        """Accept these abstract syntaxes (uncompressed transfer syntaxes) if not yet listed."""
+        known = {c.abstract_syntax for c in self.policy.supported_contexts}
+        added = tuple(
+            SupportedContext(uid, UNCOMPRESSED_TRANSFER_SYNTAXES, scp_role=scp_role)
+            for uid in abstract_syntaxes
+            if uid not in known
+        )
+        if added:
+            contexts = self.policy.supported_contexts + added
+            self.policy = replace(self.policy, supported_contexts=contexts)
+
+    def on_c_find(
+        self, handler: Handler, *, models: Iterable[str] = (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)
+    ) -> Handler:
+        """Serve C-FIND with a handler yielding ``(0xFF00, identifier)`` per match.
+
+        ``models`` are the information models to accept (Patient Root and
+        Study Root by default; add Modality Worklist for a worklist SCP).
+        """
+        self.support(*models)
+        self.handle(CommandField.C_FIND_RQ, handler)
+        return handler
+
+    def on_c_move(
+        self,
+        select: Selector,
+        *,
+        models: Iterable[str] = (PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE),
+    ) -> Selector:
+        """Serve C-MOVE: ``select(request)`` returns the instances (paths or Datasets).
+
+        The sub-operations go to the AE title's entry in :attr:`move_destinations`.
+        """
+        self.support(*models)
+        handler = c_move_handler(
+            select, self.move_destinations.get, calling_ae_title=lambda: self.ae_title
+        )
+        self.handle(CommandField.C_MOVE_RQ, handler)
+        return select
+
+    def on_c_get(
+        self,
+        select: Selector,
+        *,
+        models: Iterable[str] = (PATIENT_ROOT_GET, STUDY_ROOT_GET),
+    ) -> Selector:
+        """Serve C-GET: ``select(request)`` returns the instances to send back.
+
+        Storage classes are accepted with the SCP role for the requestor when
+        it asks for it, which is how its C-STORE sub-operations arrive.
+        """
+        self.support(*models)
+        self.policy = replace(self.policy, accept_any_storage=True, storage_scp_role=True)
+        self.handle(CommandField.C_GET_RQ, c_get_handler(select))
+        return select
 
     # -- LEADTOOLS members ------------------------------------------------------------------
     @property
