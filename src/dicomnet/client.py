@@ -138,7 +138,12 @@ class ClientConnection(Association):
             protocol.connection.abort(reason=reason, source=source)
             protocol.flush()
         if protocol.transport is not None:
-            protocol.transport.close()
+            if self.can_still_process_pdata_tf:
+                protocol.transport.close()  # after the A-ABORT is written
+            else:
+                # A send already stalled: the peer is not reading, so the A-ABORT
+                # would wait behind the unsent PDUs forever. Reset the connection.
+                protocol.transport.abort()
         self._ending(AssociationAborted(source, reason, "aborted by the local user"))
 
     # -- fo-dicom members: callbacks (override or assign) -------------------------------------
