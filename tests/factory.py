@@ -49,3 +49,15 @@ def dataset_bytes(path: Path) -> bytes:
     with open(path, "rb") as stream:
         read_file_meta(stream)
         return stream.read()
+
+
+def make_study(folder: Path, count: int) -> tuple[str, list[Path]]:
+    """``count`` CT images of one new study and one patient, as Part 10 files."""
+    study = generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        ds = ct_dataset(index, study=study)
+        ds.PatientID, ds.PatientName = "PID-RETRIEVE", "RETRIEVE^PATIENT"
+        paths.append(write_part10(ds, folder / f"ct{index}.dcm"))
+    return study, paths

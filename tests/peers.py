@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,28 @@ def dcmtk_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def dcmqrscp(folder: Path, destination_port: int) -> Iterator[int]:
+    """dcmqrscp serving AE QRSCP from ``folder``, with DEST as a move destination."""
+    database = folder / "db"
+    database.mkdir(parents=True)
+    port = free_port()
+    config = folder / "dcmqrscp.cfg"
+    config.write_text(
+        f"NetworkTCPPort = {port}\n"
+        "MaxPDUSize = 16384\n"
+        "MaxAssociations = 16\n"
+        "HostTable BEGIN\n"
+        f"dest = (DEST, 127.0.0.1, {destination_port})\n"
+        "HostTable END\n"
+        "VendorTable BEGIN\nVendorTable END\n"
+        "AETable BEGIN\n"
+        f"QRSCP {database} RW (200, 1024mb) ANY\n"
+        "AETable END\n"
+    )
+    # Not --single-process: Debian's dcmqrscp 3.6.7 crashes after the first
+    # association in that mode, whoever the peer is (storescu included).
+    with dcmtk_server("dcmqrscp", ["-c", str(config)], port):
+        yield port

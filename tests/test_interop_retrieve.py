@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from dicomnet import client
 from dicomnet.association import IncomingRequest
@@ -24,8 +21,8 @@ from dicomnet.server import Listener
 from dicomnet.storage import FolderStorage
 from dicomnet.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
-from factory import ct_dataset, dataset_bytes, write_part10
-from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
+from factory import dataset_bytes, make_study
+from peers import dcmqrscp, dcmtk, dcmtk_env, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -34,17 +31,6 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 def run(coro, timeout: float = 120.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def make_study(folder: Path, count: int) -> tuple[str, list[Path]]:
-    study = generate_uid()
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        ds = ct_dataset(index, study=study)
-        ds.PatientID, ds.PatientName = "PID-RETRIEVE", "RETRIEVE^PATIENT"
-        paths.append(write_part10(ds, folder / f"ct{index}.dcm"))
-    return study, paths
 
 
 def by_instance_uid(folder: Path) -> dict[str, bytes]:
@@ -156,31 +142,6 @@ def test_dcmtk_getscu_against_our_listener(tmp_path: Path) -> None:
 
 
 # -- our SCU against DCMTK dcmqrscp ------------------------------------------------------------
-@contextmanager
-def dcmqrscp(folder: Path, destination_port: int) -> Iterator[int]:
-    """dcmqrscp serving AE QRSCP from ``folder``, with DEST as a move destination."""
-    database = folder / "db"
-    database.mkdir(parents=True)
-    port = free_port()
-    config = folder / "dcmqrscp.cfg"
-    config.write_text(
-        f"NetworkTCPPort = {port}\n"
-        "MaxPDUSize = 16384\n"
-        "MaxAssociations = 16\n"
-        "HostTable BEGIN\n"
-        f"dest = (DEST, 127.0.0.1, {destination_port})\n"
-        "HostTable END\n"
-        "VendorTable BEGIN\nVendorTable END\n"
-        "AETable BEGIN\n"
-        f"QRSCP {database} RW (200, 1024mb) ANY\n"
-        "AETable END\n"
-    )
-    # Not --single-process: Debian's dcmqrscp 3.6.7 crashes after the first
-    # association in that mode, whoever the peer is (storescu included).
-    with dcmtk_server("dcmqrscp", ["-c", str(config)], port):
-        yield port
-
-
 def test_our_store_find_move_get_against_dcmqrscp(tmp_path: Path) -> None:
     study, paths = make_study(tmp_path / "archive", 4)
     moved = tmp_path / "moved"

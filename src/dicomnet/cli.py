@@ -259,5 +259,14 @@ def store(
         _fail(f"{len(failed)} of {len(jobs) + len(unreadable)} instances failed")
 
 
+def _add_query_commands() -> None:
+    from dicomnet.cli_query import find, get, move
+
+    for command in (find, move, get):
+        main.add_command(command)
+
+
+_add_query_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
