@@ -120,6 +120,11 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
     show_default=True,
     help="'never' answers Success before the data is durable: faster, not crash-safe.",
 )
+@click.option(
+    "--ignore",
+    is_flag=True,
+    help="Receive every instance and store nothing (as storescp --ignore), for benchmarks.",
+)
 def listen(
     aet: str,
     host: str,
@@ -130,8 +135,10 @@ def listen(
     require_called_aet: bool,
     directory: str,
     fsync: str,
+    ignore: bool,
 ) -> None:
     """Run a storage SCP (C-ECHO, C-STORE) until SIGINT or SIGTERM."""
+    from dicomnet.discard import DiscardStorage
     from dicomnet.storage import FolderStorage
 
     async def run() -> None:
@@ -141,7 +148,10 @@ def listen(
             limits=ListenerLimits(max_associations=max_associations),
             accept_any_storage=True,
         )
-        FolderStorage(directory, fsync=fsync == "always").attach(listener)
+        if ignore:
+            DiscardStorage().attach(listener)
+        else:
+            FolderStorage(directory, fsync=fsync == "always").attach(listener)
         await listener.listen(host, port, backlog, IP_TYPES[ip_type])
         for address, bound_port in listener.addresses:
             shown = f"[{address}]" if ":" in address else address

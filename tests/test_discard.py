@@ -1,0 +1,33 @@
+"""The discarding C-STORE SCP (``dicomnet listen --ignore``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from dicomnet import client
+from dicomnet.discard import DiscardStorage
+from dicomnet.server import Listener
+
+from factory import ct_dataset, dataset_bytes, write_part10
+
+
+def test_discard_answers_success_and_counts_every_byte(tmp_path: Path) -> None:
+    paths = [write_part10(ct_dataset(i), tmp_path / f"{i}.dcm") for i in range(3)]
+    sink = DiscardStorage()
+
+    async def scenario() -> list[int]:
+        async with Listener("SINK", accept_any_storage=True) as listener:
+            sink.attach(listener)
+            await listener.listen("127.0.0.1", 0)
+            async with client.connect(
+                "127.0.0.1",
+                listener.port,
+                contexts=[("1.2.840.10008.5.1.4.1.1.2", ["1.2.840.10008.1.2.1"])],
+            ) as assoc:
+                return [int((await assoc.store(path)).status) for path in paths]
+
+    statuses = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert statuses == [0, 0, 0]
+    assert sink.instances == 3
+    assert sink.bytes == sum(len(dataset_bytes(p)) for p in paths)
