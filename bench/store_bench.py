@@ -1,0 +1,261 @@
+"""C-STORE throughput: dicomnet, DCMTK and pynetdicom side by side in one run.
+
+    python bench/store_bench.py                   # every set, 3 rounds (about 15 minutes)
+    python bench/store_bench.py --scale 0.1 --rounds 1 --sets small   # a quick look
+
+Sets (generated with pydicom, CT images, explicit VR little endian):
+``small`` 2,000 instances of 130 KB, ``ct`` 500 of 520 KB, ``large`` 4 of
+100 MB; ``--scale`` multiplies the counts. Each pair sends one set over one
+association (unless it says otherwise), on loopback, each side its own
+process. Peers at their best: DCMTK with ``TCP_NODELAY=1`` in its
+environment, pynetdicom with ``TCP_NODELAY`` on its sockets and its log
+handlers off (``pynetdicom_best.py``).
+
+Figures: the sender's wall clock from start to exit (process start-up
+included, for every peer alike), instances/s and MB/s from it, CPU seconds of
+sender and receiver (user + system), and the receiver's peak RSS (VmHWM). Each
+pair runs ``--rounds`` times, interleaved with the others; medians are given.
+After every run the receiver's folder must hold one file per instance sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+HERE = Path(__file__).resolve().parent
+ENV = {**os.environ, "TCP_NODELAY": "1"}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+SETS = {"small": (2000, 256), "ct": (500, 512), "large": (4, 7071)}
+"""name: (instances, rows = columns of 16-bit pixels)."""
+
+
+def make_set(folder: Path, count: int, pixels: int) -> int:
+    folder.mkdir(parents=True)
+    pixel_data = bytes(range(256)) * (pixels * pixels * 2 // 256) + bytes(pixels * pixels * 2 % 256)
+    total = 0
+    for index in range(count):
+        ds = Dataset()
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = generate_uid()
+        ds.PatientName = f"BENCH^{index}"
+        ds.PatientID = "BENCH"
+        ds.Modality = "CT"
+        ds.Rows = ds.Columns = pixels
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = pixel_data
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"{index:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        total += path.stat().st_size
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"receiver exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"receiver not listening on {port}")
+
+
+def dicomnet_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dicomnet.cli", *args]
+
+
+def receiver_command(kind: str, port: int, out: Path) -> list[str]:
+    if kind == "storescp":
+        return ["/usr/bin/storescp", "-od", str(out), str(port)]
+    if kind == "storescp --ignore":
+        return ["/usr/bin/storescp", "--ignore", str(port)]
+    if kind == "pynetdicom":
+        return [sys.executable, str(HERE / "pynetdicom_store.py"), "scp", str(port), str(out)]
+    common = ["listen", "--host", "127.0.0.1", "--port", str(port), "--dir", str(out)]
+    if kind == "dicomnet --ignore":
+        return dicomnet_cli(*common, "--ignore")
+    if kind == "dicomnet fsync":
+        return dicomnet_cli(*common, "--fsync", "always")
+    return dicomnet_cli(*common, "--fsync", "never")
+
+
+def sender_command(kind: str, port: int, files: Path) -> list[str]:
+    if kind == "storescu":
+        return ["/usr/bin/storescu", "+sd", "127.0.0.1", str(port), str(files)]
+    if kind == "pynetdicom":
+        return [sys.executable, str(HERE / "pynetdicom_store.py"), "scu", str(port), str(files)]
+    associations = kind.split("x")[1] if "x" in kind else "1"
+    return dicomnet_cli(
+        "store", "--quiet", "--recursive", "--associations", associations,
+        "127.0.0.1", str(port), str(files),
+    )  # fmt: skip
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Run:
+    seconds: float
+    sender_cpu: float
+    receiver_cpu: float
+    receiver_rss: float
+
+
+@dataclass
+class Pair:
+    sender: str
+    receiver: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.sender} -> {self.receiver}"
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in self.runs)
+
+
+def one_run(pair: Pair, files: Path, count: int, work: Path) -> Run:
+    out = Path(tempfile.mkdtemp(dir=work))
+    port = free_port()
+    receiver = subprocess.Popen(
+        receiver_command(pair.receiver, port, out),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, receiver)
+        start = time.perf_counter()
+        sender = subprocess.Popen(
+            sender_command(pair.sender, port, files),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert sender.stderr is not None
+        _, status, usage = os.wait4(sender.pid, 0)
+        seconds = time.perf_counter() - start
+        error = sender.stderr.read().decode(errors="replace")
+        sender.returncode = os.waitstatus_to_exitcode(status)
+        if sender.returncode != 0:
+            raise RuntimeError(f"{pair.name}: sender failed ({sender.returncode}): {error[-500:]}")
+        receiver_cpu = proc_cpu_seconds(receiver.pid)
+        receiver_rss = proc_peak_rss_mb(receiver.pid)
+        if "ignore" not in pair.receiver:
+            stored = sum(1 for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if stored != count:
+                raise RuntimeError(f"{pair.name}: {stored} files received, {count} sent")
+        return Run(seconds, usage.ru_utime + usage.ru_stime, receiver_cpu, receiver_rss)
+    finally:
+        receiver.terminate()
+        try:
+            receiver.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            receiver.kill()
+            receiver.wait(timeout=30)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def pairs_for(set_name: str) -> list[Pair]:
+    pairs = [
+        Pair("storescu", "storescp"),
+        Pair("storescu", "storescp --ignore"),
+        Pair("dicomnet", "dicomnet"),
+        Pair("dicomnet", "dicomnet fsync"),
+        Pair("dicomnet", "dicomnet --ignore"),
+        Pair("storescu", "dicomnet"),
+        Pair("dicomnet", "storescp"),
+        Pair("pynetdicom", "pynetdicom"),
+    ]
+    if set_name == "small":
+        pairs.append(Pair("dicomnet x32", "dicomnet"))
+    return pairs
+
+
+def report(set_name: str, count: int, size: int, pairs: list[Pair]) -> None:
+    base = next(p for p in pairs if p.name == "storescu -> storescp").median("seconds")
+    pynet = next(p for p in pairs if p.sender == "pynetdicom").median("seconds")
+    print(
+        f"\n### {set_name}: {count} instances of {size / count / 1e6:.2f} MB "
+        f"({size / 1e6:.0f} MB), one association unless xN\n"
+    )
+    print(
+        "| sender -> receiver | median s | instances/s | MB/s | sender CPU s "
+        "| receiver CPU s | receiver peak RSS MB | vs DCMTK | vs pynetdicom |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for pair in pairs:
+        seconds = pair.median("seconds")
+        print(
+            f"| {pair.name} | {seconds:.2f} | {count / seconds:.0f} | {size / seconds / 1e6:.0f} "
+            f"| {pair.median('sender_cpu'):.2f} | {pair.median('receiver_cpu'):.2f} "
+            f"| {pair.median('receiver_rss'):.0f} | {base / seconds:.2f}x | {pynet / seconds:.1f}x |"
+        )
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="small,ct,large", help="comma-separated set names")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies instance counts")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; medians of {args.rounds}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for set_name in args.sets.split(","):
+            count, pixels = SETS[set_name]
+            count = max(1, round(count * args.scale))
+            files = work / set_name
+            size = make_set(files, count, pixels)
+            pairs = pairs_for(set_name)
+            for _ in range(args.rounds):
+                for pair in pairs:
+                    pair.runs.append(one_run(pair, files, count, work))
+            report(set_name, count, size, pairs)
+            shutil.rmtree(files)
+
+
+if __name__ == "__main__":
+    main()
