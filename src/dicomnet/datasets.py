@@ -2,20 +2,18 @@
 
 The ingestion path never comes here: a storage SCP writes the received bytes
 as they are. Queries, identifiers, N-service attribute lists and a Dataset
-handed to ``store()`` do.
+handed to ``store()`` do. pydicom is imported on first use: it costs about a
+quarter of a second, which a storage SCP or a sender of files never needs to pay.
 """
 
 from __future__ import annotations
 
 import zlib
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = ["DEFLATED", "decode_dataset", "encode_dataset", "transfer_syntax_encoding"]
 
@@ -35,6 +33,10 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool]:
 
 def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
     """Encode a Dataset's elements (no preamble, no file meta) for a transfer syntax."""
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
     implicit, little = transfer_syntax_encoding(transfer_syntax)
     buffer = DicomBytesIO()
     buffer.is_little_endian = little
@@ -52,6 +54,8 @@ def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
 
 def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
     """Decode dataset bytes received under a transfer syntax."""
+    from pydicom.filereader import read_dataset
+
     raw: Any = bytes(data)
     if transfer_syntax == DEFLATED:
         raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw)
@@ -63,4 +67,6 @@ def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -
 
 def read_part10(path: str) -> Dataset:
     """Read a Part 10 file fully (used off the hot path only)."""
+    from pydicom import dcmread
+
     return dcmread(path)
