@@ -14,6 +14,8 @@ which never travels over a network.
 
 from __future__ import annotations
 
+import re
+
 from dicomnet._sop_classes import SOP_CLASSES
 
 __all__ = [
@@ -166,8 +168,8 @@ def is_storage_sop_class(uid: str) -> bool:
     return uid in STORAGE_SOP_CLASSES
 
 
-def _valid_component(component: str) -> bool:
-    return component.isascii() and component.isdigit() and (component == "0" or component[0] != "0")
+_UID_PATTERN = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+"""Components of ASCII digits, no leading zero, separated by single dots."""
 
 
 def is_valid_uid(value: str) -> bool:
@@ -189,4 +191,4 @@ def is_valid_uid(value: str) -> bool:
     """
     if not isinstance(value, str) or not 0 < len(value) <= 64:
         return False
-    return all(_valid_component(component) for component in value.split("."))
+    return _UID_PATTERN.fullmatch(value) is not None
