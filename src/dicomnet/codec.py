@@ -12,8 +12,6 @@ import importlib
 import os
 from types import ModuleType
 
-from dicomnet import _pdu_py
-
 __all__ = [
     "IMPLEMENTATION",
     "Assembler",
@@ -27,16 +25,18 @@ __all__ = [
     "parse_pdata",
 ]
 
-_impl: ModuleType = _pdu_py
-if os.environ.get("DICOMNET_NO_EXTENSIONS", "") != "1":
-    try:
-        _compiled = importlib.import_module("dicomnet._pdu")
-    except ImportError:
-        pass
-    else:
-        _impl = _compiled
 
-IMPLEMENTATION: str = "python" if _impl is _pdu_py else "cython"
+def _load() -> tuple[ModuleType, str]:
+    """The compiled codec if allowed and present, else the pure one (imported only then)."""
+    if os.environ.get("DICOMNET_NO_EXTENSIONS", "") != "1":
+        try:
+            return importlib.import_module("dicomnet._pdu"), "cython"
+        except ImportError:
+            pass
+    return importlib.import_module("dicomnet._pdu_py"), "python"
+
+
+_impl, IMPLEMENTATION = _load()
 
 PDUReader = _impl.PDUReader
 Assembler = _impl.Assembler
