@@ -1,0 +1,79 @@
+"""C-FIND attribute matching (PS3.4 C.2.2.2), one key against one stored value.
+
+Theory of operation
+-------------------
+A query identifier's non-empty values are *matching keys*; the kind of
+matching follows from the value and the attribute's VR:
+
+* **universal**: an empty value matches everything (the key is a return key);
+* **list of UIDs**: a UI value with backslashes matches any UID in the list;
+* **range**: a DA, TM or DT value with one hyphen, ``a-b``, ``a-`` or
+  ``-b``, matches values between the bounds inclusive (the encodings of
+  these VRs compare as strings once padded to the same precision);
+* **wildcard**: ``*`` (any run of characters) and ``?`` (any one character)
+  in the text VRs (AE, CS, LO, LT, PN, SH, ST, UC, UR, UT);
+* **single value**: anything else, equal after dropping trailing spaces.
+
+PN values match case-insensitively, as PS3.4 allows; everything else is
+case-sensitive. A stored attribute with several values (ModalitiesInStudy)
+matches when any value does. A stored value that is absent or empty matches
+only universal and ``*`` keys. Sequence matching is not supported: a sequence
+key matches everything, and is returned empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+__all__ = ["TEXT_VRS", "matches"]
+
+TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+"""VRs in which ``*`` and ``?`` are wildcards."""
+
+RANGE_VRS = frozenset({"DA", "TM", "DT"})
+
+
+def matches(key: str, vr: str, stored: str | Sequence[str] | None) -> bool:
+    """Whether a stored value satisfies the query key ``key`` of VR ``vr``."""
+    key = key.rstrip(" ")
+    if key == "" or vr == "SQ":
+        return True
+    values = [stored] if isinstance(stored, str) or stored is None else list(stored)
+    values = [v.rstrip(" ") for v in values if v is not None]
+    if vr == "UI" and "\\" in key:
+        wanted = {uid.strip() for uid in key.split("\\")}
+        return any(v in wanted for v in values)
+    if vr in RANGE_VRS and key.count("-") == 1 and not key.startswith("+"):
+        low, high = key.split("-")
+        return any(v and _in_range(v, low.strip(), high.strip()) for v in values)
+    if vr in TEXT_VRS and ("*" in key or "?" in key):
+        if key.strip("*") == "":
+            return True  # "*" alone matches even an absent value
+        pattern = _wildcard(key, vr == "PN")
+        return any(pattern.fullmatch(v) is not None for v in values)
+    if vr == "PN":
+        return any(v.casefold() == key.casefold() for v in values)
+    return any(v == key for v in values)
+
+
+def _in_range(value: str, low: str, high: str) -> bool:
+    width = max(len(value), len(low), len(high))
+    padded = value.ljust(width, "0")
+    if low and padded < low.ljust(width, "0"):
+        return False
+    return not (high and padded > high.ljust(width, "9"))
+
+
+@lru_cache(maxsize=256)
+def _wildcard(key: str, fold_case: bool) -> re.Pattern[str]:
+    parts = []
+    for char in key:
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if fold_case else 0))

@@ -1,0 +1,57 @@
+"""C-FIND attribute matching, PS3.4 C.2.2.2."""
+
+from __future__ import annotations
+
+import pytest
+
+from dicomnet.matching import matches
+
+
+@pytest.mark.parametrize(
+    ("key", "vr", "stored", "expected"),
+    [
+        # universal
+        ("", "PN", "DOE^JANE", True),
+        ("", "LO", None, True),
+        # single value
+        ("P1", "LO", "P1", True),
+        ("P1", "LO", "P12", False),
+        ("P1 ", "LO", "P1", True),
+        ("CT", "CS", "ct", False),
+        ("doe^jane", "PN", "DOE^JANE", True),
+        ("P1", "LO", None, False),
+        ("P1", "LO", "", False),
+        # wildcard
+        ("DOE*", "PN", "DOE^JANE", True),
+        ("doe*", "PN", "DOE^JANE", True),
+        ("*JANE", "PN", "DOE^JANE", True),
+        ("D?E^*", "PN", "DOE^JANE", True),
+        ("D?E^*", "PN", "DOOE^JANE", False),
+        ("*", "LO", None, True),
+        ("*", "LO", "", True),
+        ("A.B*", "LO", "AXB1", False),
+        ("CT*", "CS", "ct1", False),
+        ("1.2.*", "UI", "1.2.3", False),
+        # lists of UIDs
+        ("1.2.3\\1.2.4", "UI", "1.2.4", True),
+        ("1.2.3\\1.2.4", "UI", "1.2.5", False),
+        # ranges
+        ("20200101-20200131", "DA", "20200115", True),
+        ("20200101-20200131", "DA", "20200201", False),
+        ("20200101-", "DA", "20991231", True),
+        ("-20200101", "DA", "20200101", True),
+        ("-20200101", "DA", "20200102", False),
+        ("20200101-20200131", "DA", "", False),
+        ("0930-1000", "TM", "100015", True),
+        ("0930-1000", "TM", "100100", False),
+        ("0930-1000", "TM", "092959", False),
+        ("20200101", "DA", "20200101", True),
+        # multi-valued stored attributes
+        ("MR", "CS", ["CT", "MR"], True),
+        ("PT", "CS", ["CT", "MR"], False),
+        # sequences are not matched
+        ("", "SQ", None, True),
+    ],
+)
+def test_matching(key: str, vr: str, stored, expected: bool) -> None:
+    assert matches(key, vr, stored) is expected
