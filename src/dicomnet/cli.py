@@ -125,6 +125,18 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
     is_flag=True,
     help="Receive every instance and store nothing (as storescp --ignore), for benchmarks.",
 )
+@click.option(
+    "--no-index",
+    is_flag=True,
+    help="Store files only: no SQLite index, no C-FIND, C-MOVE or C-GET.",
+)
+@click.option(
+    "--move-destination",
+    "move_destinations",
+    multiple=True,
+    metavar="AET=HOST:PORT",
+    help="A C-MOVE destination (repeatable).",
+)
 def listen(
     aet: str,
     host: str,
@@ -136,10 +148,25 @@ def listen(
     directory: str,
     fsync: str,
     ignore: bool,
+    no_index: bool,
+    move_destinations: tuple[str, ...],
 ) -> None:
-    """Run a storage SCP (C-ECHO, C-STORE) until SIGINT or SIGTERM."""
+    """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
+
+    Runs until SIGINT or SIGTERM.
+    """
+    from dicomnet.archive import Archive
     from dicomnet.discard import DiscardStorage
+    from dicomnet.retrieve import MoveDestination
     from dicomnet.storage import FolderStorage
+
+    destinations = {}
+    for entry in move_destinations:
+        name, _, address = entry.partition("=")
+        host, _, port_text = address.rpartition(":")
+        if not (name and host and port_text.isdigit()):
+            _fail(f"--move-destination {entry!r}: expected AET=HOST:PORT", 2)
+        destinations[name.strip()] = MoveDestination(host.strip("[]"), int(port_text))
 
     async def run() -> None:
         listener = Listener(
@@ -148,10 +175,15 @@ def listen(
             limits=ListenerLimits(max_associations=max_associations),
             accept_any_storage=True,
         )
+        archive = None
         if ignore:
             DiscardStorage().attach(listener)
-        else:
+        elif no_index:
             FolderStorage(directory, fsync=fsync == "always").attach(listener)
+        else:
+            archive = Archive(directory, fsync=fsync == "always")
+            archive.attach(listener)
+            listener.move_destinations.update(destinations)
         await listener.listen(host, port, backlog, IP_TYPES[ip_type])
         for address, bound_port in listener.addresses:
             shown = f"[{address}]" if ":" in address else address
@@ -163,6 +195,8 @@ def listen(
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         await listener.close()
+        if archive is not None:
+            await archive.close()
 
     try:
         _run(run())

@@ -206,6 +206,15 @@ class FolderStorage:
 
     async def handle(self, request: IncomingRequest) -> int:
         """The C-STORE handler: commit the sink's file, then answer."""
+        outcome = await self.store(request)
+        return outcome if isinstance(outcome, int) else 0x0000
+
+    async def store(self, request: IncomingRequest) -> StoredInstance | int:
+        """Make the request's instance durable: its record, or the failure status.
+
+        For handlers that do more before answering (an archive indexes the
+        instance); :meth:`handle` is this with the record reduced to Success.
+        """
         sink = request.raw_dataset
         if isinstance(sink, _Refused):
             return sink.status
@@ -254,7 +263,7 @@ class FolderStorage:
         )
         if self.keep_records:
             self.stored.append(record)
-        return 0x0000
+        return record
 
     def _sink_from_memory(self, request: IncomingRequest) -> Any:
         command = {

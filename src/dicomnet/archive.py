@@ -1,0 +1,149 @@
+"""The embedded archive: a folder of Part 10 files and its SQLite index, served
+as storage SCP and Query/Retrieve SCP (C-FIND, C-MOVE, C-GET).
+
+Theory of operation
+-------------------
+A C-STORE goes through :class:`dicomnet.storage.FolderStorage` (streamed to a
+temporary file, fsync, rename, directory fsync), then its attributes are read
+back from the file's header and its row is group-committed to the index
+(:class:`dicomnet.index.ArchiveIndex`); only then is Success answered, as
+``shared/durability.md`` orders. If indexing fails, a file this request
+created is removed again and the answer is A700, so nothing unacknowledged
+stays visible and nothing acknowledged is missing from the index.
+
+Queries are answered from the index at the Query/Retrieve Level the
+identifier names; C-MOVE and C-GET send the files of every instance below
+the matching entities.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from dicomnet.association import IncomingRequest, Reply
+from dicomnet.index import (
+    ATTRIBUTES,
+    COMPUTED,
+    LEVELS,
+    UNIQUE_KEY,
+    ArchiveIndex,
+    matching_keys,
+)
+from dicomnet.storage import FolderStorage
+from dicomnet.uids import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+)
+
+__all__ = ["INDEX_NAME", "Archive"]
+
+log = logging.getLogger("dicomnet.archive")
+
+INDEX_NAME = "index.sqlite"
+"""The index's file name inside the archive folder."""
+
+OUT_OF_RESOURCES = 0xA700
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+PENDING = 0xFF00
+
+
+class Archive:
+    """Stores, indexes and serves the instances of one folder.
+
+    Parameters
+    ----------
+    folder : path
+        The archive folder; the index is ``folder/index.sqlite``.
+    fsync : bool
+        Make each instance durable before answering (default).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.folder = Path(folder)
+        self.storage = FolderStorage(self.folder, fsync=fsync)
+        self.index = ArchiveIndex(self.folder / INDEX_NAME)
+
+    def attach(self, listener: Any) -> None:
+        """Serve C-STORE, C-FIND, C-MOVE and C-GET on ``listener`` from this archive."""
+        listener.dataset_sink = self.storage.sink
+        listener.on_c_store(self.handle_store)
+        listener.on_c_find(self.handle_find)
+        listener.on_c_move(self.select)
+        listener.on_c_get(self.select)
+        listener.support(PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET)
+
+    async def close(self) -> None:
+        await self.index.close()
+
+    # -- C-STORE -------------------------------------------------------------------------
+    async def handle_store(self, request: IncomingRequest) -> int:
+        """Durable file, then index row, then the answer."""
+        outcome = await self.storage.store(request)
+        if isinstance(outcome, int):
+            return outcome
+        try:
+            await self.index.add_file(
+                outcome.path,
+                outcome.size,
+                outcome.transfer_syntax,
+                outcome.sha256,
+                getattr(request.association, "calling_ae_title", ""),
+            )
+        except Exception as exc:  # the row is not committed: undo what this request made
+            log.warning("indexing %s failed: %s", outcome.sop_instance_uid, exc)
+            if not outcome.duplicate:
+                try:
+                    outcome.path.unlink()
+                except OSError:
+                    log.exception("cannot remove unindexed %s", outcome.path)
+            return OUT_OF_RESOURCES
+        return 0x0000
+
+    # -- C-FIND --------------------------------------------------------------------------
+    async def handle_find(self, request: IncomingRequest) -> AsyncIterator[Reply]:
+        """One pending response per matching entity at the requested level."""
+        identifier = request.dataset
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
+            yield Reply(IDENTIFIER_DOES_NOT_MATCH)
+            return
+        rows = await self.index.find(level, matching_keys(identifier))
+        for row in rows:
+            if request.cancelled:
+                return
+            yield Reply(PENDING, _response(identifier, row, level))
+
+    # -- C-MOVE and C-GET ----------------------------------------------------------------
+    async def select(self, request: IncomingRequest) -> list[str] | int:
+        """The files of every instance below the matching entities."""
+        identifier = request.dataset
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
+            return IDENTIFIER_DOES_NOT_MATCH
+        return await self.index.instances(level, matching_keys(identifier))
+
+
+def _response(identifier: Any, row: dict[str, Any], level: str) -> Any:
+    """The requested keys, filled from the matched entity (PS3.4 C.4.1.1.3.2)."""
+    from pydicom.dataset import Dataset
+
+    response = Dataset()
+    if "SpecificCharacterSet" in identifier:
+        response.SpecificCharacterSet = identifier.SpecificCharacterSet
+    response.QueryRetrieveLevel = level
+    wanted = [element.keyword for element in identifier] + [UNIQUE_KEY[level]]
+    for keyword in wanted:
+        if not keyword or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+            continue
+        if keyword in row and (keyword in ATTRIBUTES or keyword in COMPUTED):
+            value = row[keyword]
+            setattr(response, keyword, value if value != [] else "")
+        elif keyword in identifier:
+            element = identifier[keyword]  # a key the index does not hold: returned empty
+            response.add_new(element.tag, element.VR, [] if element.VR == "SQ" else None)
+    return response

@@ -1,0 +1,435 @@
+"""The embedded archive index: patients, studies, series and instances in SQLite.
+
+Theory of operation
+-------------------
+Every database call runs on one worker thread owned by the index, never on
+the event loop. Adding instances is **group-committed**: :meth:`ArchiveIndex.add`
+queues an entry and returns when the transaction that holds it has committed;
+while one transaction commits, the entries that arrive meanwhile wait and go
+together into the next one. The database runs in WAL mode with
+``synchronous=FULL``, so a committed row survives a power loss
+(``shared/durability.md`` rule 4), and a C-STORE is answered only after its
+row commits.
+
+Queries (:meth:`ArchiveIndex.find`) select candidates with SQL on the unique
+keys they name (UIDs and Patient ID, single values or UID lists) and apply
+every matching key with :func:`dicomnet.matching.matches`, so wildcard, range
+and PN rules are those of one documented module. Each level's answer carries
+the requested keys from its own level and the levels above, and the counts
+PS3.4 C.6 defines (Number of Study Related Instances and so on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicomnet.matching import matches
+
+__all__ = [
+    "ATTRIBUTES",
+    "COMPUTED",
+    "LEVELS",
+    "UNIQUE_KEY",
+    "ArchiveIndex",
+    "IndexEntry",
+    "entry_from_file",
+    "matching_keys",
+]
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+ATTRIBUTES: dict[str, tuple[str, str, str]] = {
+    # keyword: (level, column, VR)
+    "PatientID": ("PATIENT", "patient_id", "LO"),
+    "PatientName": ("PATIENT", "patient_name", "PN"),
+    "PatientBirthDate": ("PATIENT", "birth_date", "DA"),
+    "PatientSex": ("PATIENT", "sex", "CS"),
+    "StudyInstanceUID": ("STUDY", "study_uid", "UI"),
+    "StudyDate": ("STUDY", "study_date", "DA"),
+    "StudyTime": ("STUDY", "study_time", "TM"),
+    "AccessionNumber": ("STUDY", "accession_number", "SH"),
+    "StudyID": ("STUDY", "study_id", "SH"),
+    "StudyDescription": ("STUDY", "study_description", "LO"),
+    "ReferringPhysicianName": ("STUDY", "referring_physician", "PN"),
+    "SeriesInstanceUID": ("SERIES", "series_uid", "UI"),
+    "Modality": ("SERIES", "modality", "CS"),
+    "SeriesNumber": ("SERIES", "series_number", "IS"),
+    "SeriesDescription": ("SERIES", "series_description", "LO"),
+    "BodyPartExamined": ("SERIES", "body_part", "CS"),
+    "SOPInstanceUID": ("IMAGE", "sop_instance_uid", "UI"),
+    "SOPClassUID": ("IMAGE", "sop_class_uid", "UI"),
+    "InstanceNumber": ("IMAGE", "instance_number", "IS"),
+}
+"""The attributes the index stores and matches on, by level."""
+
+COMPUTED = {
+    "NumberOfPatientRelatedStudies": ("PATIENT", "IS"),
+    "NumberOfPatientRelatedSeries": ("PATIENT", "IS"),
+    "NumberOfPatientRelatedInstances": ("PATIENT", "IS"),
+    "NumberOfStudyRelatedSeries": ("STUDY", "IS"),
+    "NumberOfStudyRelatedInstances": ("STUDY", "IS"),
+    "ModalitiesInStudy": ("STUDY", "CS"),
+    "NumberOfSeriesRelatedInstances": ("SERIES", "IS"),
+}
+"""Attributes computed from the rows below an entity (PS3.4 C.3.4 optional keys)."""
+
+UNIQUE_KEY = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS patients (
+    pk INTEGER PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    patient_name TEXT, birth_date TEXT, sex TEXT,
+    UNIQUE (patient_id, patient_name)
+);
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid TEXT PRIMARY KEY,
+    patient_pk INTEGER NOT NULL REFERENCES patients (pk),
+    study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT,
+    study_description TEXT, referring_physician TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL REFERENCES studies (study_uid),
+    modality TEXT, series_number TEXT, series_description TEXT, body_part TEXT
+);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    series_uid TEXT NOT NULL REFERENCES series (series_uid),
+    sop_class_uid TEXT NOT NULL, instance_number TEXT,
+    path TEXT NOT NULL, size INTEGER NOT NULL, transfer_syntax TEXT NOT NULL,
+    sha256 TEXT NOT NULL, stored_at REAL NOT NULL, source_ae_title TEXT
+);
+CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_pk);
+CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
+CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One stored instance: where it is, and the attributes the index keeps."""
+
+    path: str
+    size: int
+    transfer_syntax: str
+    sha256: str
+    attributes: dict[str, str]
+    source_ae_title: str = ""
+    stored_at: float = field(default_factory=time.time)
+
+
+def entry_from_file(
+    path: Path, size: int, transfer_syntax: str, sha256: str, source_ae_title: str = ""
+) -> IndexEntry:
+    """Read the indexed attributes from a stored Part 10 file (pixel data unread)."""
+    from pydicom import dcmread
+
+    ds = dcmread(path, stop_before_pixels=True, specific_tags=list(ATTRIBUTES))
+    attributes = {}
+    for keyword in ATTRIBUTES:
+        value = ds.get(keyword)
+        attributes[keyword] = "" if value is None else str(value)
+    return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
+
+
+def _columns(level: str) -> list[tuple[str, str]]:
+    return [(kw, column) for kw, (lvl, column, _) in ATTRIBUTES.items() if lvl == level]
+
+
+class ArchiveIndex:
+    """The SQLite index of one archive folder; use from one event loop.
+
+    Parameters
+    ----------
+    path : path
+        The database file (created with its schema if missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[IndexEntry, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+        self._flushing = False
+        self.transactions = 0
+        """Committed transactions, for tests and metrics (group commit shows as fewer)."""
+
+    # -- the worker thread ---------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def close(self) -> None:
+        """Finish queued work and close the database."""
+        await self._call(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- adding --------------------------------------------------------------------------
+    async def add_file(
+        self,
+        path: Path,
+        size: int,
+        transfer_syntax: str,
+        sha256: str,
+        source_ae_title: str = "",
+    ) -> None:
+        """Read a stored file's attributes on the index thread, then :meth:`add` them."""
+        entry = await self._call(
+            entry_from_file, path, size, transfer_syntax, sha256, source_ae_title
+        )
+        await self.add(entry)
+
+    async def add(self, entry: IndexEntry) -> None:
+        """Index one instance; returns once its transaction has committed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._pending.append((entry, done))
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            loop.run_in_executor(self._executor, self._flush, loop)
+        await done
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit everything queued, batch after batch, until the queue is empty."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flushing = False
+                    return
+            try:
+                self._insert([entry for entry, _ in batch])
+                outcome: BaseException | None = None
+            except (sqlite3.Error, OSError) as exc:
+                outcome = exc
+            for _, done in batch:
+                loop.call_soon_threadsafe(_settle, done, outcome)
+
+    def _insert(self, entries: list[IndexEntry]) -> None:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in entries:
+                self._insert_one(db, entry)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.transactions += 1
+
+    @staticmethod
+    def _insert_one(db: sqlite3.Connection, entry: IndexEntry) -> None:
+        a = entry.attributes
+        db.execute(
+            "INSERT INTO patients (patient_id, patient_name, birth_date, sex) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (patient_id, patient_name) DO NOTHING",
+            (a["PatientID"], a["PatientName"], a["PatientBirthDate"], a["PatientSex"]),
+        )
+        (patient_pk,) = db.execute(
+            "SELECT pk FROM patients WHERE patient_id = ? AND patient_name = ?",
+            (a["PatientID"], a["PatientName"]),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                a["StudyInstanceUID"], patient_pk, a["StudyDate"], a["StudyTime"],
+                a["AccessionNumber"], a["StudyID"], a["StudyDescription"],
+                a["ReferringPhysicianName"],
+            ),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                a["SeriesInstanceUID"], a["StudyInstanceUID"], a["Modality"],
+                a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"],
+            ),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (sop_instance_uid) DO NOTHING",
+            (
+                a["SOPInstanceUID"], a["SeriesInstanceUID"], a["SOPClassUID"],
+                a["InstanceNumber"], entry.path, entry.size, entry.transfer_syntax,
+                entry.sha256, entry.stored_at, entry.source_ae_title,
+            ),
+        )  # fmt: skip
+
+    # -- reading -------------------------------------------------------------------------
+    async def find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        """Entities at ``level`` matching ``keys`` (keyword: (value, VR)), with their values.
+
+        Each result maps every stored and computed keyword of ``level`` and
+        the levels above it to its value.
+        """
+        return await self._call(self._find, level, keys)  # type: ignore[no-any-return]
+
+    async def instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
+        """Paths of the instances below the entities matching ``keys`` (C-MOVE, C-GET)."""
+        return await self._call(self._instances, level, keys)  # type: ignore[no-any-return]
+
+    async def count(self) -> int:
+        """Instances indexed."""
+        return await self._call(self._count)  # type: ignore[no-any-return]
+
+    def _count(self) -> int:
+        return int(self._connect().execute("SELECT count(*) FROM instances").fetchone()[0])
+
+    def _rows(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        depth = LEVELS.index(level)
+        tables = [
+            ("PATIENT", "patients p", ""),
+            ("STUDY", "studies st", "st.patient_pk = p.pk"),
+            ("SERIES", "series se", "se.study_uid = st.study_uid"),
+            ("IMAGE", "instances i", "i.series_uid = se.series_uid"),
+        ][: depth + 1]
+        alias = {"PATIENT": "p", "STUDY": "st", "SERIES": "se", "IMAGE": "i"}
+        selected = [
+            f"{alias[lvl]}.{column} AS {kw}"
+            for kw, (lvl, column, _) in ATTRIBUTES.items()
+            if LEVELS.index(lvl) <= depth
+        ]
+        if depth == 3:
+            selected.append("i.path AS _path")
+        sql = f"SELECT {', '.join(selected)} FROM {tables[0][1]}"
+        for _, table, join in tables[1:]:
+            sql += f" JOIN {table} ON {join}"
+        where, params = [], []
+        for keyword, (value, vr) in keys.items():
+            spec = ATTRIBUTES.get(keyword)
+            if spec is None or LEVELS.index(spec[0]) > depth or not value:
+                continue
+            column = f"{alias[spec[0]]}.{spec[1]}"
+            if vr == "UI" and "*" not in value and "?" not in value:
+                uids = [uid.strip() for uid in value.split("\\")]
+                where.append(f"{column} IN ({', '.join('?' * len(uids))})")
+                params.extend(uids)
+            elif keyword == "PatientID" and not any(c in value for c in "*?"):
+                where.append(f"{column} = ?")
+                params.append(value.rstrip(" "))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cursor = self._connect().execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, (v or "" for v in row), strict=True)) for row in cursor]
+
+    def _find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        results = []
+        for row in self._rows(level, keys):
+            if all(
+                matches(value, vr, row[keyword])
+                for keyword, (value, vr) in keys.items()
+                if keyword in row
+            ):
+                row.update(self._computed(level, row))
+                results.append(row)
+        if level != "IMAGE":
+            results = list({row[UNIQUE_KEY[level]]: row for row in results}.values())
+        computed_keys = {k: v for k, v in keys.items() if k in COMPUTED and v[0]}
+        return [
+            row
+            for row in results
+            if all(matches(value, vr, row.get(k, "")) for k, (value, vr) in computed_keys.items())
+        ]
+
+    def _computed(self, level: str, row: dict[str, str]) -> dict[str, Any]:
+        db = self._connect()
+        if level == "STUDY":
+            uid = row["StudyInstanceUID"]
+            series, instances = db.execute(
+                "SELECT count(DISTINCT se.series_uid), count(i.sop_instance_uid) FROM series se"
+                " LEFT JOIN instances i ON i.series_uid = se.series_uid WHERE se.study_uid = ?",
+                (uid,),
+            ).fetchone()
+            modalities = [
+                m
+                for (m,) in db.execute(
+                    "SELECT DISTINCT modality FROM series WHERE study_uid = ? ORDER BY modality",
+                    (uid,),
+                )
+                if m
+            ]
+            return {
+                "NumberOfStudyRelatedSeries": str(series),
+                "NumberOfStudyRelatedInstances": str(instances),
+                "ModalitiesInStudy": modalities,
+            }
+        if level == "SERIES":
+            (count,) = db.execute(
+                "SELECT count(*) FROM instances WHERE series_uid = ?", (row["SeriesInstanceUID"],)
+            ).fetchone()
+            return {"NumberOfSeriesRelatedInstances": str(count)}
+        if level == "PATIENT":
+            studies, series, instances = db.execute(
+                "SELECT count(DISTINCT st.study_uid), count(DISTINCT se.series_uid),"
+                " count(i.sop_instance_uid) FROM patients p JOIN studies st ON st.patient_pk = p.pk"
+                " LEFT JOIN series se ON se.study_uid = st.study_uid"
+                " LEFT JOIN instances i ON i.series_uid = se.series_uid WHERE p.patient_id = ?",
+                (row["PatientID"],),
+            ).fetchone()
+            return {
+                "NumberOfPatientRelatedStudies": str(studies),
+                "NumberOfPatientRelatedSeries": str(series),
+                "NumberOfPatientRelatedInstances": str(instances),
+            }
+        return {}
+
+    def _instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
+        image_keys = {k: v for k, v in keys.items() if k not in COMPUTED}
+        return [row["_path"] for row in self._find("IMAGE", image_keys)]
+
+
+def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
+    if done.done():
+        return
+    if outcome is None:
+        done.set_result(None)
+    else:
+        done.set_exception(outcome)
+
+
+def matching_keys(identifier: Any) -> dict[str, tuple[str, str]]:
+    """``keyword: (value, VR)`` for every element of a query identifier."""
+    keys: dict[str, tuple[str, str]] = {}
+    for element in identifier:
+        if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet", ""):
+            continue
+        value = element.value
+        if element.VR == "SQ":
+            text = ""
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = "" if value is None else str(value)
+        keys[element.keyword] = (text, element.VR)
+    return keys

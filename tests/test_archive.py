@@ -1,0 +1,244 @@
+"""The embedded archive: store, index, query and retrieve; DCMTK against `dicomnet listen`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from dicomnet import client
+from dicomnet.archive import INDEX_NAME, Archive
+from dicomnet.dimse import CommandField
+from dicomnet.index import ArchiveIndex, IndexEntry
+from dicomnet.retrieve import get_contexts
+from dicomnet.server import Listener
+from dicomnet.storage import FolderStorage
+from dicomnet.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET
+
+from factory import dataset_bytes, make_study
+from peers import dcmtk_env, free_port, run_dcmtk, wait_for_port
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def run(coro, timeout: float = 60.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def by_uid(paths) -> dict[str, bytes]:
+    return {
+        str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): dataset_bytes(Path(p))
+        for p in paths
+    }
+
+
+def query(level: str, **keys: str) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+async def archive_listener(folder: Path) -> tuple[Listener, Archive]:
+    listener = Listener("ARCHIVE", accept_any_storage=True)
+    archive = Archive(folder, fsync=False)
+    archive.attach(listener)
+    await listener.listen("127.0.0.1", 0)
+    return listener, archive
+
+
+async def store_all(port: int, paths: list[Path]) -> list[int]:
+    async with client.connect(
+        "127.0.0.1", port, contexts=[(CT, ["1.2.840.10008.1.2.1"])], max_operations_invoked=8
+    ) as assoc:
+        responses = await asyncio.gather(*(assoc.store(p) for p in paths))
+    return [int(r.status) for r in responses]
+
+
+def test_store_then_query_every_level(tmp_path: Path) -> None:
+    study_a, paths_a = make_study(tmp_path / "a", 3)
+    study_b, paths_b = make_study(tmp_path / "b", 2)
+
+    async def scenario() -> None:
+        listener, archive = await archive_listener(tmp_path / "archive")
+        async with listener:
+            assert await store_all(listener.port, paths_a + paths_b) == [0] * 5
+            assert await archive.index.count() == 5
+            async with client.connect(
+                "127.0.0.1", listener.port, contexts=[(STUDY_ROOT_FIND, ["1.2.840.10008.1.2"])]
+            ) as assoc:
+
+                async def find(identifier: Dataset) -> list[Dataset]:
+                    found = [r async for r in assoc.find(identifier, STUDY_ROOT_FIND)]
+                    assert found[-1].status == 0x0000
+                    return [r.identifier for r in found[:-1]]
+
+                studies = await find(
+                    query(
+                        "STUDY",
+                        PatientName="retrieve*",
+                        StudyInstanceUID="",
+                        NumberOfStudyRelatedInstances="",
+                        ModalitiesInStudy="",
+                    )
+                )
+                counts = {s.StudyInstanceUID: int(s.NumberOfStudyRelatedInstances) for s in studies}
+                assert counts == {study_a: 3, study_b: 2}
+                assert {s.ModalitiesInStudy for s in studies} == {"CT"}
+                assert all(s.PatientName == "RETRIEVE^PATIENT" for s in studies)
+
+                series = await find(query("SERIES", StudyInstanceUID=study_a, SeriesInstanceUID=""))
+                assert len(series) == 3  # one series per instance in the test data
+
+                images = await find(
+                    query("IMAGE", StudyInstanceUID=f"{study_a}\\{study_b}", SOPInstanceUID="")
+                )
+                assert {i.SOPInstanceUID for i in images} == set(by_uid(paths_a + paths_b))
+
+                assert await find(query("STUDY", PatientID="NOBODY", StudyInstanceUID="")) == []
+                bad = [r async for r in assoc.find(query("NOLEVEL"), STUDY_ROOT_FIND)]
+                assert [r.status for r in bad] == [0xA900]
+        await archive.close()
+
+    run(scenario())
+
+
+def test_get_from_the_archive_returns_the_stored_bytes(tmp_path: Path) -> None:
+    study, paths = make_study(tmp_path / "a", 3)
+    received = tmp_path / "received"
+
+    async def scenario() -> None:
+        listener, archive = await archive_listener(tmp_path / "archive")
+        async with listener:
+            await store_all(listener.port, paths)
+            storage = FolderStorage(received)
+            contexts, roles = get_contexts(STUDY_ROOT_GET)
+            async with client.connect(
+                "127.0.0.1",
+                listener.port,
+                contexts=contexts,
+                roles=roles,
+                handlers={CommandField.C_STORE_RQ: storage.handle},
+                dataset_sink=storage.sink,
+            ) as assoc:
+                responses = [
+                    r
+                    async for r in assoc.get(query("STUDY", StudyInstanceUID=study), STUDY_ROOT_GET)
+                ]
+            assert responses[-1].status == 0x0000
+            assert responses[-1].message.number_of_completed_suboperations == 3
+        await archive.close()
+
+    run(scenario())
+    assert by_uid(received.glob("*.dcm")) == by_uid(paths)
+
+
+def test_failed_indexing_answers_a700_and_removes_the_file(tmp_path: Path) -> None:
+    _, paths = make_study(tmp_path / "a", 1)
+
+    async def scenario() -> list[int]:
+        listener, archive = await archive_listener(tmp_path / "archive")
+
+        async def broken(*args, **kwargs) -> None:
+            raise OSError(28, "No space left on device")
+
+        archive.index.add_file = broken  # type: ignore[method-assign]
+        async with listener:
+            statuses = await store_all(listener.port, paths)
+        await archive.close()
+        return statuses
+
+    assert run(scenario()) == [0xA700]
+    assert list((tmp_path / "archive").glob("*.dcm")) == []
+
+
+def test_index_group_commits_concurrent_adds(tmp_path: Path) -> None:
+    def entry(index: int) -> IndexEntry:
+        attributes = {keyword: "" for keyword in ("PatientName", "PatientBirthDate", "PatientSex")}
+        attributes.update(
+            PatientID="P",
+            StudyInstanceUID="1.2.3",
+            SeriesInstanceUID="1.2.3.4",
+            SOPInstanceUID=f"1.2.3.4.{index}",
+            SOPClassUID=CT,
+        )
+        from dicomnet.index import ATTRIBUTES
+
+        for keyword in ATTRIBUTES:
+            attributes.setdefault(keyword, "")
+        return IndexEntry(f"/x/{index}", 1, "1.2.840.10008.1.2", "0" * 64, attributes)
+
+    async def scenario() -> tuple[int, int]:
+        index = ArchiveIndex(tmp_path / INDEX_NAME)
+        await asyncio.gather(*(index.add(entry(i)) for i in range(200)))
+        counted = await index.count()
+        transactions = index.transactions
+        await index.close()
+        return counted, transactions
+
+    counted, transactions = run(scenario())
+    assert counted == 200
+    assert 1 <= transactions < 200
+
+
+@pytest.mark.interop
+def test_dcmtk_store_find_move_get_against_dicomnet_listen(tmp_path: Path) -> None:
+    study, paths = make_study(tmp_path / "sent", 4)
+    port = free_port()
+    move_port = free_port()
+    listener = subprocess.Popen(
+        [
+            sys.executable, "-m", "dicomnet.cli", "listen", "--aet", "ARCHIVE",
+            "--host", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path / "archive"),
+            "--move-destination", f"MOVESCU=127.0.0.1:{move_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dcmtk_env(),
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        stored = run_dcmtk("storescu", "-aec", "ARCHIVE", "127.0.0.1", str(port), *map(str, paths))
+        assert stored.returncode == 0, stored.stderr
+
+        found = run_dcmtk(
+            "findscu", "-v", "-S", "-aec", "ARCHIVE",
+            "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=PID-RETRIEVE",
+            "-k", "StudyInstanceUID", "-k", "NumberOfStudyRelatedInstances",
+            "127.0.0.1", str(port),
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        assert study in found.stdout + found.stderr
+        assert re.search(r"\(0020,1208\) IS \[4 ?\]", found.stdout + found.stderr)
+
+        moved = tmp_path / "moved"
+        moved.mkdir()
+        move = run_dcmtk(
+            "movescu", "-S", "-aet", "MOVESCU", "-aec", "ARCHIVE", "-aem", "MOVESCU",
+            "--port", str(move_port), "-od", str(moved),
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "127.0.0.1", str(port),
+        )  # fmt: skip
+        assert move.returncode == 0, move.stderr
+
+        fetched = tmp_path / "fetched"
+        fetched.mkdir()
+        get = run_dcmtk(
+            "getscu", "-S", "-aec", "ARCHIVE", "-od", str(fetched),
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+            "127.0.0.1", str(port),
+        )  # fmt: skip
+        assert get.returncode == 0, get.stderr
+    finally:
+        listener.terminate()
+        listener.wait(timeout=30)
+    assert by_uid(moved.iterdir()) == by_uid(paths)
+    assert by_uid(fetched.iterdir()) == by_uid(paths)
+    assert (tmp_path / "archive" / INDEX_NAME).exists()
