@@ -11,6 +11,11 @@ process. Peers at their best: DCMTK with ``TCP_NODELAY=1`` in its
 environment, pynetdicom with ``TCP_NODELAY`` on its sockets and its log
 handlers off (``pynetdicom_best.py``).
 
+dicomnet's receiver is ``dicomnet listen``: the archive, which indexes every
+instance in SQLite before answering; ``--no-index`` stores files only, and
+``fsync`` is ``--fsync always`` (the default of ``listen``; the other rows run
+``--fsync never``, as DCMTK's storescp does not fsync).
+
 Figures: the sender's wall clock from start to exit (process start-up
 included, for every peer alike), instances/s and MB/s from it, CPU seconds of
 sender and receiver (user + system), and the receiver's peak RSS (VmHWM). Each
@@ -104,6 +109,8 @@ def receiver_command(kind: str, port: int, out: Path) -> list[str]:
     common = ["listen", "--host", "127.0.0.1", "--port", str(port), "--dir", str(out)]
     if kind == "dicomnet --ignore":
         return dicomnet_cli(*common, "--ignore")
+    if kind == "dicomnet --no-index":
+        return dicomnet_cli(*common, "--no-index", "--fsync", "never")
     if kind == "dicomnet fsync":
         return dicomnet_cli(*common, "--fsync", "always")
     return dicomnet_cli(*common, "--fsync", "never")
@@ -183,7 +190,11 @@ def one_run(pair: Pair, files: Path, count: int, work: Path) -> Run:
         receiver_cpu = proc_cpu_seconds(receiver.pid)
         receiver_rss = proc_peak_rss_mb(receiver.pid)
         if "ignore" not in pair.receiver:
-            stored = sum(1 for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+            stored = sum(
+                1
+                for p in out.rglob("*")
+                if p.is_file() and not p.name.startswith((".", "index.sqlite"))
+            )
             if stored != count:
                 raise RuntimeError(f"{pair.name}: {stored} files received, {count} sent")
         return Run(seconds, usage.ru_utime + usage.ru_stime, receiver_cpu, receiver_rss)
@@ -202,6 +213,7 @@ def pairs_for(set_name: str) -> list[Pair]:
         Pair("storescu", "storescp"),
         Pair("storescu", "storescp --ignore"),
         Pair("dicomnet", "dicomnet"),
+        Pair("dicomnet", "dicomnet --no-index"),
         Pair("dicomnet", "dicomnet fsync"),
         Pair("dicomnet", "dicomnet --ignore"),
         Pair("storescu", "dicomnet"),

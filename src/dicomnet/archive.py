@@ -66,7 +66,7 @@ class Archive:
     def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.folder = Path(folder)
         self.storage = FolderStorage(self.folder, fsync=fsync)
-        self.index = ArchiveIndex(self.folder / INDEX_NAME)
+        self.index = ArchiveIndex(self.folder / INDEX_NAME, durable=fsync)
 
     def attach(self, listener: Any) -> None:
         """Serve C-STORE, C-FIND, C-MOVE and C-GET on ``listener`` from this archive."""

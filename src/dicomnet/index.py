@@ -156,10 +156,14 @@ class ArchiveIndex:
     ----------
     path : path
         The database file (created with its schema if missing).
+    durable : bool
+        ``synchronous=FULL``: a commit survives a power loss (default). False
+        runs ``synchronous=NORMAL``, for an archive that chose ``--fsync never``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
         self.path = Path(path)
+        self.durable = durable
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[IndexEntry, asyncio.Future[None]]] = []
@@ -174,7 +178,7 @@ class ArchiveIndex:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(SCHEMA)
             self._db = db
