@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pynetdicom_best import tune_pynetdicom  # noqa: E402
+from pynetdicom_best import tune_pynetdicom
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]

@@ -242,7 +242,8 @@ def report(set_name: str, count: int, size: int, pairs: list[Pair]) -> None:
         print(
             f"| {pair.name} | {seconds:.2f} | {count / seconds:.0f} | {size / seconds / 1e6:.0f} "
             f"| {pair.median('sender_cpu'):.2f} | {pair.median('receiver_cpu'):.2f} "
-            f"| {pair.median('receiver_rss'):.0f} | {base / seconds:.2f}x | {pynet / seconds:.1f}x |"
+            f"| {pair.median('receiver_rss'):.0f} | {base / seconds:.2f}x "
+            f"| {pynet / seconds:.1f}x |"
         )
     sys.stdout.flush()
 
