@@ -36,6 +36,7 @@ __all__ = [
     "ATTRIBUTES",
     "COMPUTED",
     "LEVELS",
+    "TAGS",
     "UNIQUE_KEY",
     "ArchiveIndex",
     "IndexEntry",
@@ -131,18 +132,82 @@ class IndexEntry:
     stored_at: float = field(default_factory=time.time)
 
 
+TAGS: dict[int, str] = {
+    0x00080016: "SOPClassUID",
+    0x00080018: "SOPInstanceUID",
+    0x00080020: "StudyDate",
+    0x00080030: "StudyTime",
+    0x00080050: "AccessionNumber",
+    0x00080060: "Modality",
+    0x00080090: "ReferringPhysicianName",
+    0x00081030: "StudyDescription",
+    0x0008103E: "SeriesDescription",
+    0x00100010: "PatientName",
+    0x00100020: "PatientID",
+    0x00100030: "PatientBirthDate",
+    0x00100040: "PatientSex",
+    0x00180015: "BodyPartExamined",
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+    0x00200010: "StudyID",
+    0x00200011: "SeriesNumber",
+    0x00200013: "InstanceNumber",
+}
+"""The tag of every indexed attribute, for :mod:`dicomnet.header`."""
+
+HEADER_WINDOW = 64 << 10
+"""Bytes read from the start of a dataset to find the indexed attributes."""
+
+
 def entry_from_file(
     path: Path, size: int, transfer_syntax: str, sha256: str, source_ae_title: str = ""
 ) -> IndexEntry:
-    """Read the indexed attributes from a stored Part 10 file (pixel data unread)."""
+    """Read the indexed attributes from a stored Part 10 file (pixel data unread).
+
+    The fast reader of :mod:`dicomnet.header` serves little endian datasets;
+    anything it declines is read with pydicom.
+    """
+    from dicomnet.header import read_attributes
+    from dicomnet.part10 import read_file_meta
+
+    found = None
+    with open(path, "rb") as stream:
+        meta = read_file_meta(stream)
+        if meta.transfer_syntax in _LITTLE_ENDIAN:
+            window = stream.read(HEADER_WINDOW)
+            complete = len(window) < HEADER_WINDOW
+            implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
+            found = read_attributes(window, implicit, TAGS, complete=complete)
+    if found is None:
+        found = _attributes_with_pydicom(path)
+    attributes = {keyword: found.get(keyword, "") for keyword in ATTRIBUTES}
+    return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
+
+
+def _attributes_with_pydicom(path: Path) -> dict[str, str]:
     from pydicom import dcmread
 
     ds = dcmread(path, stop_before_pixels=True, specific_tags=list(ATTRIBUTES))
-    attributes = {}
-    for keyword in ATTRIBUTES:
-        value = ds.get(keyword)
-        attributes[keyword] = "" if value is None else str(value)
-    return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
+    return {kw: str(ds[kw].value) for kw in ATTRIBUTES if kw in ds and ds[kw].value is not None}
+
+
+_LITTLE_ENDIAN = frozenset(
+    {
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5",
+    }
+)
+"""Transfer syntaxes whose dataset is explicit (or, for the first, implicit) VR
+little endian outside the pixel data: the fast reader serves them."""
 
 
 def _columns(level: str) -> list[tuple[str, str]]:
