@@ -242,3 +242,23 @@ def test_dcmtk_store_find_move_get_against_dicomnet_listen(tmp_path: Path) -> No
     assert by_uid(moved.iterdir()) == by_uid(paths)
     assert by_uid(fetched.iterdir()) == by_uid(paths)
     assert (tmp_path / "archive" / INDEX_NAME).exists()
+
+
+def test_an_unreadable_file_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    _, paths = make_study(tmp_path / "a", 2)
+
+    async def scenario() -> list[object]:
+        index = ArchiveIndex(tmp_path / INDEX_NAME)
+        outcomes = await asyncio.gather(
+            index.add_file(paths[0], 1, "1.2.840.10008.1.2.1", "0" * 64),
+            index.add_file(tmp_path / "missing.dcm", 1, "1.2.840.10008.1.2.1", "0" * 64),
+            index.add_file(paths[1], 1, "1.2.840.10008.1.2.1", "0" * 64),
+            return_exceptions=True,
+        )
+        assert await index.count() == 2
+        await index.close()
+        return outcomes
+
+    outcomes = run(scenario())
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], FileNotFoundError)

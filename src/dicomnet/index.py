@@ -22,9 +22,11 @@ PS3.4 C.6 defines (Number of Study Related Instances and so on).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +233,7 @@ class ArchiveIndex:
         self.durable = durable
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
         self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[IndexEntry, asyncio.Future[None]]] = []
+        self._pending: list[tuple[IndexEntry | Callable[[], IndexEntry], asyncio.Future[None]]] = []
         self._lock = threading.Lock()
         self._flushing = False
         self.transactions = 0
@@ -271,18 +273,21 @@ class ArchiveIndex:
         sha256: str,
         source_ae_title: str = "",
     ) -> None:
-        """Read a stored file's attributes on the index thread, then :meth:`add` them."""
-        entry = await self._call(
-            entry_from_file, path, size, transfer_syntax, sha256, source_ae_title
+        """Index a stored file: its attributes are read on the index thread, in the
+        same trip as the commit; returns once its transaction has committed."""
+        await self._enqueue(
+            functools.partial(entry_from_file, path, size, transfer_syntax, sha256, source_ae_title)
         )
-        await self.add(entry)
 
     async def add(self, entry: IndexEntry) -> None:
         """Index one instance; returns once its transaction has committed."""
+        await self._enqueue(entry)
+
+    async def _enqueue(self, item: IndexEntry | Callable[[], IndexEntry]) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            self._pending.append((entry, done))
+            self._pending.append((item, done))
             start = not self._flushing
             self._flushing = True
         if start:
@@ -297,12 +302,21 @@ class ArchiveIndex:
                 if not batch:
                     self._flushing = False
                     return
+            entries: list[IndexEntry] = []
+            waiting: list[asyncio.Future[None]] = []
+            for item, done in batch:
+                try:
+                    entries.append(item if isinstance(item, IndexEntry) else item())
+                    waiting.append(done)
+                except Exception as exc:  # an unreadable file fails alone
+                    loop.call_soon_threadsafe(_settle, done, exc)
+            outcome: BaseException | None = None
             try:
-                self._insert([entry for entry, _ in batch])
-                outcome: BaseException | None = None
+                if entries:
+                    self._insert(entries)
             except (sqlite3.Error, OSError) as exc:
                 outcome = exc
-            for _, done in batch:
+            for done in waiting:
                 loop.call_soon_threadsafe(_settle, done, outcome)
 
     def _insert(self, entries: list[IndexEntry]) -> None:
