@@ -10,6 +10,7 @@ from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -59,10 +60,21 @@ def test_file_is_stored_byte_for_byte(tmp_path: Path) -> None:
     assert not list((tmp_path / "archive").glob(".*.part"))
 
 
-@pytest.mark.parametrize("target", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
-def test_file_is_converted_when_its_syntax_was_refused(tmp_path: Path, target: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (ExplicitVRLittleEndian, ImplicitVRLittleEndian),
+        (ExplicitVRLittleEndian, ExplicitVRBigEndian),
+        (ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian),
+        (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian),
+        (ExplicitVRBigEndian, ImplicitVRLittleEndian),
+    ],
+)
+def test_file_is_converted_when_its_syntax_was_refused(
+    tmp_path: Path, source: str, target: str
+) -> None:
     ds = ct_dataset(1)
-    path = write_part10(ds, tmp_path / "in.dcm")
+    path = write_part10(ds, tmp_path / "in.dcm", source)
 
     async def scenario() -> None:
         listener, _ = await storage_listener(tmp_path / "archive")
