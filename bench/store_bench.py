@@ -222,6 +222,7 @@ def pairs_for(set_name: str) -> list[Pair]:
     ]
     if set_name == "small":
         pairs.append(Pair("dicomnet x32", "dicomnet"))
+        pairs.append(Pair("dicomnet x32", "dicomnet --ignore"))
     return pairs
 
 
