@@ -17,6 +17,7 @@ import click
 
 from dicomnet import __version__, client, codec
 from dicomnet.association import RequestTimeouts
+from dicomnet.cli_tls import client_ssl, tls_client_options
 from dicomnet.client import AssociationTimeouts
 from dicomnet.errors import DicomNetError
 from dicomnet.server import IPType, Listener, ListenerLimits
@@ -60,10 +61,12 @@ def info() -> None:
 @click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds for each step.")
 @click.option("--repeat", default=1, show_default=True, help="C-ECHO requests to send.")
+@tls_client_options
 @click.argument("host")
 @click.argument("port", type=int)
-def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) -> None:
+def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, **tls: Any) -> None:
     """Verify a peer with C-ECHO."""
+    context = client_ssl(tls)
 
     async def run() -> int:
         async with client.connect(
@@ -71,6 +74,7 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
             port,
             called_ae_title=aec,
             calling_ae_title=aet,
+            ssl=context,
             timeouts=RequestTimeouts(timeout, timeout, timeout, None),
             association_timeouts=AssociationTimeouts(timeout, timeout, timeout),
         ) as assoc:
@@ -137,6 +141,12 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int) 
     metavar="AET=HOST:PORT",
     help="A C-MOVE destination (repeatable).",
 )
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
+@click.option(
+    "--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA to check peers with."
+)
+@click.option("--require-client-cert", is_flag=True, help="Refuse TLS peers without a certificate.")
 def listen(
     aet: str,
     host: str,
@@ -150,6 +160,10 @@ def listen(
     ignore: bool,
     no_index: bool,
     move_destinations: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    require_client_cert: bool,
 ) -> None:
     """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
 
@@ -167,6 +181,19 @@ def listen(
         if not (name and host and port_text.isdigit()):
             _fail(f"--move-destination {entry!r}: expected AET=HOST:PORT", 2)
         destinations[name.strip()] = MoveDestination(host.strip("[]"), int(port_text))
+    context = None
+    if tls_cert:
+        from dicomnet.tls import server_context
+
+        try:
+            context = server_context(
+                tls_cert,
+                tls_key or tls_cert,
+                ca=tls_ca,
+                require_client_certificate=require_client_cert,
+            )
+        except (OSError, ValueError) as exc:
+            _fail(f"TLS: {exc}", 2)
 
     async def run() -> None:
         listener = Listener(
@@ -184,7 +211,7 @@ def listen(
             archive = Archive(directory, fsync=fsync == "always")
             archive.attach(listener)
             listener.move_destinations.update(destinations)
-        await listener.listen(host, port, backlog, IP_TYPES[ip_type])
+        await listener.listen(host, port, backlog, IP_TYPES[ip_type], ssl=context)
         for address, bound_port in listener.addresses:
             shown = f"[{address}]" if ":" in address else address
             click.echo(f"listening on {shown}:{bound_port}", nl=True)
@@ -217,6 +244,7 @@ def listen(
 @click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@tls_client_options
 @click.argument("host")
 @click.argument("port", type=int)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
@@ -232,8 +260,10 @@ def store(
     host: str,
     port: int,
     paths: tuple[str, ...],
+    **tls: Any,
 ) -> None:
     """Send Part 10 files with C-STORE; exit non-zero if any instance failed."""
+    context = client_ssl(tls)
     import time
 
     from rich.console import Console
@@ -278,6 +308,7 @@ def store(
             calling_ae_title=aet,
             timeouts=RequestTimeouts(timeout, timeout, timeout, None),
             association_timeouts=AssociationTimeouts(timeout, timeout, timeout),
+            ssl=context,
         )
 
     with progress:

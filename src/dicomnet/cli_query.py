@@ -18,6 +18,7 @@ import click
 
 from dicomnet import client
 from dicomnet.association import RequestTimeouts
+from dicomnet.cli_tls import client_ssl, tls_client_options
 from dicomnet.client import AssociationTimeouts
 from dicomnet.errors import DicomNetError
 from dicomnet.status import StatusClass, status_class
@@ -97,10 +98,12 @@ def _model(model: str, service: int) -> str:
     return QR_MODELS[model][service]
 
 
-def _timeouts(timeout: float) -> dict[str, Any]:
+def _timeouts(timeout: float, tls: dict[str, Any]) -> dict[str, Any]:
+    """Connection options shared by the commands: timeouts and TLS."""
     return {
         "timeouts": RequestTimeouts(timeout, timeout, timeout, None),
         "association_timeouts": AssociationTimeouts(timeout, timeout, timeout),
+        "ssl": client_ssl(tls),
     }
 
 
@@ -137,7 +140,7 @@ def _common(function: Any) -> Any:
     ]
     for option in reversed(options):
         function = option(function)
-    return function
+    return tls_client_options(function)
 
 
 @click.command()
@@ -160,8 +163,10 @@ def find(
     no_defaults: bool,
     host: str,
     port: int,
+    **tls: Any,
 ) -> None:
     """Query a peer with C-FIND and print the matches as a table (or JSON)."""
+    options = _timeouts(timeout, tls)
     sop_class = _model(model, 0)
     identifier = build_identifier(
         keys, None if model == "worklist" else level.upper(), not no_defaults
@@ -175,7 +180,7 @@ def find(
             called_ae_title=aec,
             calling_ae_title=aet,
             contexts=[(sop_class, UNCOMPRESSED_TRANSFER_SYNTAXES)],
-            **_timeouts(timeout),
+            **options,
         ) as assoc:
             status = 0
             async for response in assoc.find(identifier, sop_class):
@@ -294,8 +299,10 @@ def move(
     quiet: bool,
     host: str,
     port: int,
+    **tls: Any,
 ) -> None:
     """Ask a peer to send matching instances to --dest with C-MOVE."""
+    options = _timeouts(timeout, tls)
     sop_class = _model(model, 1)
     identifier = build_identifier(keys, level.upper(), defaults=False)
     progress = _Progress("C-MOVE", quiet)
@@ -317,7 +324,7 @@ def move(
                 called_ae_title=aec,
                 calling_ae_title=aet,
                 contexts=[(sop_class, UNCOMPRESSED_TRANSFER_SYNTAXES)],
-                **_timeouts(timeout),
+                **options,
             ) as assoc:
                 final = None
                 async for response in assoc.move(identifier, sop_class, dest):
@@ -364,8 +371,10 @@ def get(
     quiet: bool,
     host: str,
     port: int,
+    **tls: Any,
 ) -> None:
     """Retrieve matching instances into --out with C-GET."""
+    options = _timeouts(timeout, tls)
     from dicomnet.dimse import CommandField
     from dicomnet.retrieve import get_contexts
     from dicomnet.storage import FolderStorage
@@ -387,7 +396,7 @@ def get(
             roles=roles,
             handlers={CommandField.C_STORE_RQ: storage.handle},
             dataset_sink=storage.sink,
-            **_timeouts(timeout),
+            **options,
         ) as assoc:
             final = None
             async for response in assoc.get(identifier, sop_class):

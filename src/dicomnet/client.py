@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 
@@ -309,6 +310,8 @@ def connect(
     association_timeouts: AssociationTimeouts | None = None,
     connection_class: type[ClientConnection] = ClientConnection,
     dataset_sink: SinkFactory | None = None,
+    ssl: SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> _Connecting:
     """Open an association; use as ``async with connect(...) as assoc`` or ``await``.
 
@@ -329,6 +332,12 @@ def connect(
     dataset_sink : callable, optional
         ``factory(association, context_id, command)``: where the datasets of
         those requests go as they arrive, e.g. ``FolderStorage(...).sink``.
+    ssl : ssl.SSLContext, optional
+        Connect over TLS (see :func:`dicomnet.tls.client_context`); the TLS
+        handshake counts in the ``connect`` timeout.
+    server_hostname : str, optional
+        The name to check the server's certificate against, when the context
+        checks host names.
     """
     proposed = list(contexts) if contexts is not None else []
     if not any(abstract == VERIFICATION_SOP_CLASS for abstract, _ in proposed):
@@ -356,6 +365,8 @@ def connect(
             association_timeouts,
             connection_class,
             dataset_sink,
+            ssl,
+            server_hostname,
         )
     )
 
@@ -370,6 +381,8 @@ async def _open(
     association_timeouts: AssociationTimeouts | None,
     connection_class: type[ClientConnection],
     dataset_sink: SinkFactory | None = None,
+    ssl: SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> ClientConnection:
     loop = asyncio.get_running_loop()
     association = connection_class(
@@ -383,7 +396,17 @@ async def _open(
     association.send_association_request(rq)  # Evt1: Sta1 -> Sta4, awaiting the transport
 
     async def associate() -> ClientConnection:
-        await loop.create_connection(lambda: protocol, host, port)  # Evt2 sends the RQ
+        if ssl is None:
+            await loop.create_connection(lambda: protocol, host, port)  # Evt2 sends the RQ
+        else:
+            await loop.create_connection(
+                lambda: protocol,
+                host,
+                port,
+                ssl=ssl,
+                server_hostname=server_hostname or (host if ssl.check_hostname else ""),
+                ssl_handshake_timeout=limits.connect,
+            )
         await association._answer
         return association
 

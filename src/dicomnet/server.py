@@ -38,6 +38,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from ssl import SSLContext
 from typing import Any
 
 from dicomnet import ul
@@ -104,12 +105,15 @@ class ListenerLimits:
         after a release or abort (PS3.8 9.1.5).
     max_operations_performed : int
         Requests of one association served concurrently (async window).
+    tls_handshake_timeout : float
+        Seconds a TLS peer has to finish its handshake after the accept.
     """
 
     max_associations: int = 64
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     artim_timeout: float = 30.0
     max_operations_performed: int = 16
+    tls_handshake_timeout: float = 10.0
 
 
 class ServerAssociation(Association):
@@ -402,8 +406,14 @@ class Listener:
         host_port: int = 0,
         max_number_of_peers: int = 128,
         ip_type: IPType = IPType.IPV4,
+        *,
+        ssl: SSLContext | None = None,
     ) -> None:
-        """Bind and start accepting (LEADTOOLS ``Listen``); see the module docstring."""
+        """Bind and start accepting (LEADTOOLS ``Listen``); see the module docstring.
+
+        ``ssl`` (see :func:`dicomnet.tls.server_context`) serves DICOM over TLS;
+        each handshake has ``limits.tls_handshake_timeout`` to finish.
+        """
         loop = asyncio.get_running_loop()
         port = host_port
         for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
@@ -419,7 +429,11 @@ class Listener:
                 raise
             port = sock.getsockname()[1]  # a second family binds the same port
             server = await loop.create_server(
-                self._protocol_factory, sock=sock, backlog=max_number_of_peers
+                self._protocol_factory,
+                sock=sock,
+                backlog=max_number_of_peers,
+                ssl=ssl,
+                ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl else None,
             )
             self._servers.append(server)
 
