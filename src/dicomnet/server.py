@@ -332,6 +332,26 @@ class Listener:
             contexts = self.policy.supported_contexts + added
             self.policy = replace(self.policy, supported_contexts=contexts)
 
+    def on_n_service(
+        self,
+        command_field: int,
+        handler: Handler,
+        sop_classes: Iterable[str],
+        *,
+        requestor_scp: bool = False,
+    ) -> Handler:
+        """Serve one DIMSE-N request type for ``sop_classes`` (accepted as contexts).
+
+        The handler returns a status, ``(status, attributes)`` or a :class:`Reply`
+        (with ``fields={"affected_sop_instance_uid": ...}`` when N-CREATE
+        assigns the UID). ``requestor_scp`` lets the requestor take the SCP
+        role of those classes, as a storage commitment SCP does when it sends
+        its N-EVENT-REPORT on an association of its own.
+        """
+        self.support(*sop_classes, scp_role=requestor_scp)
+        self.handle(command_field, handler)
+        return handler
+
     def on_c_find(
         self, handler: Handler, *, models: Iterable[str] = (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)
     ) -> Handler:

@@ -14,7 +14,7 @@ finalizes the abandoned iterator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dicomnet.association import OutgoingRequest, RequestTimeouts
     from dicomnet.negotiation import Negotiated
 
-__all__ = ["QueryResponse", "ServiceUser"]
+__all__ = ["NResult", "QueryResponse", "ServiceUser"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,31 @@ class QueryResponse:
     @property
     def pending(self) -> bool:
         return status_class(self.status) is StatusClass.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class NResult:
+    """The outcome of a DIMSE-N request.
+
+    Attributes
+    ----------
+    status : int
+        The response status (PS3.7 C; 0x0000 success, 0x01xx/0xBxxx warning...).
+    attributes : pydicom.Dataset | None
+        The attribute list of the response (N-GET values, N-CREATE/N-SET
+        attributes, N-ACTION reply, N-EVENT-REPORT reply), decoded.
+    message : dimse response
+        The response itself: affected SOP class/instance, error comment and
+        offending elements where the peer sent them.
+    """
+
+    status: int
+    attributes: Any
+    message: Any
+
+    @property
+    def ok(self) -> bool:
+        return status_class(self.status) in (StatusClass.SUCCESS, StatusClass.WARNING)
 
 
 class ServiceUser:
@@ -167,6 +192,141 @@ class ServiceUser:
         )
         return self._query(message, identifier, model, timeouts)
 
+    # -- DIMSE-N (PS3.7 10) ---------------------------------------------------------------
+    async def n_event_report(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        event_type_id: int,
+        event_information: Any = None,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-EVENT-REPORT: notify the peer of an event of a managed SOP instance."""
+        message = dimse.NEventReportRQ(
+            message_id=0,
+            affected_sop_class_uid=sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+            event_type_id=event_type_id,
+            has_dataset=event_information is not None,
+        )
+        return await self._n_request(message, sop_class_uid, event_information, timeouts)
+
+    async def n_get(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        attribute_identifier_list: Sequence[int] | None = None,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-GET: the values of some (or, with no list, all) attributes of an instance."""
+        message = dimse.NGetRQ(
+            message_id=0,
+            requested_sop_class_uid=sop_class_uid,
+            requested_sop_instance_uid=sop_instance_uid,
+            attribute_identifier_list=(
+                tuple(int(tag) for tag in attribute_identifier_list)
+                if attribute_identifier_list
+                else None
+            ),
+        )
+        return await self._n_request(message, sop_class_uid, None, timeouts)
+
+    async def n_set(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        modification_list: Any,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-SET: change attribute values of an instance."""
+        message = dimse.NSetRQ(
+            message_id=0,
+            requested_sop_class_uid=sop_class_uid,
+            requested_sop_instance_uid=sop_instance_uid,
+            has_dataset=True,
+        )
+        return await self._n_request(message, sop_class_uid, modification_list, timeouts)
+
+    async def n_action(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        action_type_id: int,
+        action_information: Any = None,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-ACTION: ask the peer to perform an action on an instance."""
+        message = dimse.NActionRQ(
+            message_id=0,
+            requested_sop_class_uid=sop_class_uid,
+            requested_sop_instance_uid=sop_instance_uid,
+            action_type_id=action_type_id,
+            has_dataset=action_information is not None,
+        )
+        return await self._n_request(message, sop_class_uid, action_information, timeouts)
+
+    async def n_create(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str | None = None,
+        attribute_list: Any = None,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-CREATE: create an instance (the peer assigns its UID when none is given)."""
+        message = dimse.NCreateRQ(
+            message_id=0,
+            affected_sop_class_uid=sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+            has_dataset=attribute_list is not None,
+        )
+        return await self._n_request(message, sop_class_uid, attribute_list, timeouts)
+
+    async def n_delete(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        *,
+        timeouts: RequestTimeouts | None = None,
+    ) -> NResult:
+        """N-DELETE: delete an instance."""
+        message = dimse.NDeleteRQ(
+            message_id=0,
+            requested_sop_class_uid=sop_class_uid,
+            requested_sop_instance_uid=sop_instance_uid,
+        )
+        return await self._n_request(message, sop_class_uid, None, timeouts)
+
+    async def _n_request(
+        self,
+        message: Any,
+        sop_class_uid: str,
+        dataset: Any,
+        timeouts: RequestTimeouts | None,
+    ) -> NResult:
+        context_id = self._accepted_context(sop_class_uid)
+        syntax = self.negotiated.contexts[context_id].transfer_syntax
+        payload = dataset
+        if dataset is not None and not isinstance(dataset, (bytes, bytearray, memoryview)):
+            payload = encode_dataset(dataset, syntax)
+        request = self._enqueue(message, payload, context_id, timeouts)
+        response = await request.completed
+        data = request.responses[-1][1] if request.responses else None
+        attributes = decode_dataset(data, syntax) if data is not None else None
+        return NResult(int(response.status), attributes, response)
+
+    def _accepted_context(self, sop_class_uid: str) -> int:
+        for context_id, context in self.negotiated.contexts.items():
+            if context.abstract_syntax == sop_class_uid:
+                return context_id
+        from dicomnet.store_scu import NoAcceptedContext
+
+        raise NoAcceptedContext(f"the peer accepted no presentation context for {sop_class_uid}")
+
     async def cancel(self, request: OutgoingRequest) -> None:
         """C-CANCEL-RQ for an outstanding C-FIND, C-MOVE or C-GET (PS3.7 9.3.2.3)."""
         if request.completed.done():
@@ -196,15 +356,7 @@ class ServiceUser:
         model: str,
         timeouts: RequestTimeouts | None,
     ) -> AsyncIterator[QueryResponse]:
-        context_id = None
-        for cid, context in self.negotiated.contexts.items():
-            if context.abstract_syntax == model:
-                context_id = cid
-                break
-        if context_id is None:
-            from dicomnet.store_scu import NoAcceptedContext
-
-            raise NoAcceptedContext(f"the peer accepted no presentation context for {model}")
+        context_id = self._accepted_context(model)
         syntax = self.negotiated.contexts[context_id].transfer_syntax
         payload = identifier
         if not isinstance(identifier, (bytes, bytearray, memoryview)):
