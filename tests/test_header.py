@@ -84,3 +84,29 @@ def test_entry_from_file_matches_pydicom_for_either_path(tmp_path: Path) -> None
         for keyword, value in expected(ds).items():
             if keyword not in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
                 assert entry.attributes[keyword] == value, (path.name, keyword)
+
+
+@pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT])
+def test_is_complete_walks_to_the_end_and_no_further(syntax: str) -> None:
+    from dicomnet.header import is_complete
+
+    data = encode_dataset(with_sequences(ct_dataset(2), True), syntax)
+    implicit = syntax == IMPLICIT
+    assert is_complete(data, implicit)
+    assert not is_complete(data[:-1], implicit)
+    assert not is_complete(data[:-200], implicit)
+    assert not is_complete(data + b"\x00" * 4, implicit)
+
+
+def test_is_complete_with_encapsulated_pixel_data() -> None:
+    from pydicom.encaps import encapsulate
+
+    from dicomnet.header import is_complete
+
+    ds = ct_dataset(0)
+    ds.PixelData = encapsulate([b"\x01" * 100, b"\x02" * 50])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    data = encode_dataset(ds, EXPLICIT)
+    assert is_complete(data, False)
+    assert not is_complete(data[:-8], False)  # the sequence delimiter is missing

@@ -16,7 +16,25 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["read_attributes"]
+__all__ = ["LITTLE_ENDIAN_SYNTAXES", "is_complete", "read_attributes"]
+
+LITTLE_ENDIAN_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5",
+    }
+)
+"""Transfer syntaxes whose dataset is implicit (the first) or explicit VR little
+endian outside encapsulated pixel data: the ones this module reads."""
 
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
 _ITEM = 0xFFFEE000
@@ -119,3 +137,25 @@ def read_attributes(
     except (_Unreadable, UnicodeDecodeError, struct.error):
         return None
     return found
+
+
+def is_complete(data: bytes | memoryview, implicit: bool) -> bool:
+    """Whether little endian dataset bytes hold whole elements and end where the last does.
+
+    Walks every top-level element header (sequences and encapsulated pixel
+    data item by item) without reading values, so a mapped 2 GB file costs
+    only its headers. A truncated or padded file fails.
+    """
+    pos = 0
+    end = len(data)
+    try:
+        while pos < end:
+            _, vr, length, size = _header(data, pos, implicit)
+            pos += size
+            if length == _UNDEFINED:
+                pos = _skip_undefined(data, pos, implicit or vr == b"UN")
+            else:
+                pos += length
+    except (_Unreadable, struct.error):
+        return False
+    return pos == end

@@ -169,13 +169,13 @@ def entry_from_file(
     The fast reader of :mod:`dicomnet.header` serves little endian datasets;
     anything it declines is read with pydicom.
     """
-    from dicomnet.header import read_attributes
+    from dicomnet.header import LITTLE_ENDIAN_SYNTAXES, read_attributes
     from dicomnet.part10 import read_file_meta
 
     found = None
     with open(path, "rb") as stream:
         meta = read_file_meta(stream)
-        if meta.transfer_syntax in _LITTLE_ENDIAN:
+        if meta.transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
             window = stream.read(HEADER_WINDOW)
             complete = len(window) < HEADER_WINDOW
             implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
@@ -191,25 +191,6 @@ def _attributes_with_pydicom(path: Path) -> dict[str, str]:
 
     ds = dcmread(path, stop_before_pixels=True, specific_tags=list(ATTRIBUTES))
     return {kw: str(ds[kw].value) for kw in ATTRIBUTES if kw in ds and ds[kw].value is not None}
-
-
-_LITTLE_ENDIAN = frozenset(
-    {
-        "1.2.840.10008.1.2",
-        "1.2.840.10008.1.2.1",
-        "1.2.840.10008.1.2.4.50",
-        "1.2.840.10008.1.2.4.51",
-        "1.2.840.10008.1.2.4.57",
-        "1.2.840.10008.1.2.4.70",
-        "1.2.840.10008.1.2.4.80",
-        "1.2.840.10008.1.2.4.81",
-        "1.2.840.10008.1.2.4.90",
-        "1.2.840.10008.1.2.4.91",
-        "1.2.840.10008.1.2.5",
-    }
-)
-"""Transfer syntaxes whose dataset is explicit (or, for the first, implicit) VR
-little endian outside the pixel data: the fast reader serves them."""
 
 
 def _columns(level: str) -> list[tuple[str, str]]:
