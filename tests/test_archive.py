@@ -262,3 +262,40 @@ def test_an_unreadable_file_fails_alone_in_its_batch(tmp_path: Path) -> None:
     outcomes = run(scenario())
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], FileNotFoundError)
+
+
+def test_commit_command_against_the_archive(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dicomnet.cli import main
+
+    _, paths = make_study(tmp_path / "a", 2)
+    stranger = make_study(tmp_path / "b", 1)[1][0]
+    port = free_port()
+    listener = subprocess.Popen(
+        [
+            sys.executable, "-m", "dicomnet.cli", "listen", "--aet", "ARCHIVE",
+            "--host", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path / "archive"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        stored = run_dcmtk("storescu", "-aec", "ARCHIVE", "127.0.0.1", str(port), *map(str, paths))
+        assert stored.returncode == 0, stored.stderr
+        runner = CliRunner(env={"COLUMNS": "300"})
+        ok = runner.invoke(
+            main, ["commit", "--aec", "ARCHIVE", "127.0.0.1", str(port), *map(str, paths)]
+        )
+        assert ok.exit_code == 0, ok.output
+        assert ok.output.count("committed") == 2
+        mixed = runner.invoke(
+            main,
+            ["commit", "--aec", "ARCHIVE", "127.0.0.1", str(port), str(paths[0]), str(stranger)],
+        )
+        assert mixed.exit_code == 1
+        assert "failed 0x0112" in mixed.output and "committed" in mixed.output
+    finally:
+        listener.terminate()
+        listener.wait(timeout=30)

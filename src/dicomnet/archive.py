@@ -11,6 +11,9 @@ back from the file's header and its row is group-committed to the index
 created is removed again and the answer is A700, so nothing unacknowledged
 stays visible and nothing acknowledged is missing from the index.
 
+Storage commitment (N-ACTION) is granted for instances the index holds whose
+files are whole (:mod:`dicomnet.commitment`).
+
 Queries are answered from the index at the Query/Retrieve Level the
 identifier names; C-MOVE and C-GET send the files of every instance below
 the matching entities.
@@ -68,14 +71,27 @@ class Archive:
         self.storage = FolderStorage(self.folder, fsync=fsync)
         self.index = ArchiveIndex(self.folder / INDEX_NAME, durable=fsync)
 
-    def attach(self, listener: Any) -> None:
-        """Serve C-STORE, C-FIND, C-MOVE and C-GET on ``listener`` from this archive."""
+    def attach(
+        self, listener: Any, *, commitment_destinations: dict[str, Any] | None = None
+    ) -> None:
+        """Serve C-STORE, C-FIND, C-MOVE, C-GET and storage commitment on ``listener``.
+
+        Storage commitment reports go back on the requesting association,
+        or on a new one to the requester's entry in ``commitment_destinations``.
+        """
+        from dicomnet.commitment import CommitmentProvider
+
         listener.dataset_sink = self.storage.sink
         listener.on_c_store(self.handle_store)
         listener.on_c_find(self.handle_find)
         listener.on_c_move(self.select)
         listener.on_c_get(self.select)
         listener.support(PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET)
+        CommitmentProvider(
+            self.index.path_of,
+            ae_title=listener.ae_title,
+            destinations=commitment_destinations,
+        ).attach(listener)
 
     async def close(self) -> None:
         await self.index.close()

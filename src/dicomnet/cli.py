@@ -45,7 +45,7 @@ def _fail(message: str, code: int = 1) -> None:
 @click.version_option(__version__, prog_name="dicomnet")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
-    """DICOM networking: echo, listen, store, find, move, get."""
+    """DICOM networking: echo, listen, store, find, move, get, commit."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -141,6 +141,13 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     metavar="AET=HOST:PORT",
     help="A C-MOVE destination (repeatable).",
 )
+@click.option(
+    "--commitment-destination",
+    "commitment_destinations",
+    multiple=True,
+    metavar="AET=HOST:PORT",
+    help="Send this requester's storage commitment reports on a new association.",
+)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
 @click.option(
@@ -160,6 +167,7 @@ def listen(
     ignore: bool,
     no_index: bool,
     move_destinations: tuple[str, ...],
+    commitment_destinations: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
@@ -174,13 +182,8 @@ def listen(
     from dicomnet.retrieve import MoveDestination
     from dicomnet.storage import FolderStorage
 
-    destinations = {}
-    for entry in move_destinations:
-        name, _, address = entry.partition("=")
-        host, _, port_text = address.rpartition(":")
-        if not (name and host and port_text.isdigit()):
-            _fail(f"--move-destination {entry!r}: expected AET=HOST:PORT", 2)
-        destinations[name.strip()] = MoveDestination(host.strip("[]"), int(port_text))
+    destinations = _ae_table(move_destinations, "--move-destination", MoveDestination)
+    reports_to = _ae_table(commitment_destinations, "--commitment-destination", MoveDestination)
     context = None
     if tls_cert:
         from dicomnet.tls import server_context
@@ -209,7 +212,7 @@ def listen(
             FolderStorage(directory, fsync=fsync == "always").attach(listener)
         else:
             archive = Archive(directory, fsync=fsync == "always")
-            archive.attach(listener)
+            archive.attach(listener, commitment_destinations=reports_to)
             listener.move_destinations.update(destinations)
         await listener.listen(host, port, backlog, IP_TYPES[ip_type], ssl=context)
         for address, bound_port in listener.addresses:
@@ -229,6 +232,18 @@ def listen(
         _run(run())
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+def _ae_table(entries: tuple[str, ...], flag: str, make: Any) -> dict[str, Any]:
+    """``AET=HOST:PORT`` options as a table of AE titles."""
+    table = {}
+    for entry in entries:
+        name, _, address = entry.partition("=")
+        host, _, port_text = address.rpartition(":")
+        if not (name and host and port_text.isdigit()):
+            _fail(f"{flag} {entry!r}: expected AET=HOST:PORT", 2)
+        table[name.strip()] = make(host.strip("[]"), int(port_text))
+    return table
 
 
 @main.command()
@@ -335,9 +350,10 @@ def store(
 
 
 def _add_query_commands() -> None:
+    from dicomnet.cli_commit import commit
     from dicomnet.cli_query import find, get, move
 
-    for command in (find, move, get):
+    for command in (find, move, get, commit):
         main.add_command(command)
 
 

@@ -362,6 +362,18 @@ class ArchiveIndex:
         """Paths of the instances below the entities matching ``keys`` (C-MOVE, C-GET)."""
         return await self._call(self._instances, level, keys)  # type: ignore[no-any-return]
 
+    async def path_of(self, sop_instance_uid: str) -> Path | None:
+        """The stored file of an instance, or None when the index does not hold it."""
+        return await self._call(self._path_of, sop_instance_uid)  # type: ignore[no-any-return]
+
+    def _path_of(self, sop_instance_uid: str) -> Path | None:
+        row = (
+            self._connect()
+            .execute("SELECT path FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            .fetchone()
+        )
+        return Path(row[0]) if row else None
+
     async def count(self) -> int:
         """Instances indexed."""
         return await self._call(self._count)  # type: ignore[no-any-return]
