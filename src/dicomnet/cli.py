@@ -148,6 +148,17 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     metavar="AET=HOST:PORT",
     help="Send this requester's storage commitment reports on a new association.",
 )
+@click.option(
+    "--worklist",
+    type=click.Path(exists=True, file_okay=False),
+    help="Serve Modality Worklist C-FIND from the items in this folder (docs/dimse-n.md).",
+)
+@click.option(
+    "--mpps",
+    "mpps_dir",
+    type=click.Path(file_okay=False),
+    help="Serve MPPS (N-CREATE, N-SET), keeping each step as DICOM JSON here.",
+)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
 @click.option(
@@ -168,6 +179,8 @@ def listen(
     no_index: bool,
     move_destinations: tuple[str, ...],
     commitment_destinations: tuple[str, ...],
+    worklist: str | None,
+    mpps_dir: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
@@ -214,6 +227,14 @@ def listen(
             archive = Archive(directory, fsync=fsync == "always")
             archive.attach(listener, commitment_destinations=reports_to)
             listener.move_destinations.update(destinations)
+        if worklist:
+            from dicomnet.worklist import WorklistProvider
+
+            WorklistProvider(worklist).attach(listener)
+        if mpps_dir:
+            from dicomnet.mpps import MPPSProvider
+
+            MPPSProvider(mpps_dir).attach(listener)
         await listener.listen(host, port, backlog, IP_TYPES[ip_type], ssl=context)
         for address, bound_port in listener.addresses:
             shown = f"[{address}]" if ":" in address else address

@@ -1,0 +1,198 @@
+"""The Modality Worklist SCP: items from a folder, sequence matching, DCMTK and pynetdicom."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from dicomnet.server import Listener
+from dicomnet.uids import MODALITY_WORKLIST_FIND
+from dicomnet.worklist import WorklistProvider
+
+from peers import dcmtk, dcmtk_env
+
+pytestmark = pytest.mark.interop
+
+STEP = "ScheduledProcedureStepSequence[0]"
+
+
+def run(coro, timeout: float = 60.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def item(name: str, patient_id: str, modality: str, station: str, date: str) -> Dataset:
+    ds = Dataset()
+    ds.PatientName = name
+    ds.PatientID = patient_id
+    ds.AccessionNumber = f"ACC{patient_id}"
+    ds.StudyInstanceUID = f"1.2.3.{patient_id[-1]}"
+    step = Dataset()
+    step.Modality = modality
+    step.ScheduledStationAETitle = station
+    step.ScheduledProcedureStepStartDate = date
+    step.ScheduledProcedureStepID = f"SPS{patient_id}"
+    ds.ScheduledProcedureStepSequence = Sequence([step])
+    return ds
+
+
+@pytest.fixture
+def worklist(tmp_path: Path) -> Path:
+    folder = tmp_path / "worklist"
+    folder.mkdir()
+    ct = item("DOE^JANE", "W1", "CT", "CT01", "20261122")
+    mr = item("DOE^JOHN", "W2", "MR", "MR01", "20261123")
+    late = item("ROE^RICHARD", "W3", "CT", "CT01", "20261201")
+    (folder / "w1.json").write_text(json.dumps(ct.to_json_dict()))
+    (folder / "w2.json").write_text(json.dumps(mr.to_json_dict()))
+    late.file_meta = Dataset()
+    late.save_as(folder / "w3.wl", implicit_vr=False, little_endian=True)
+    (folder / "broken.json").write_text("{ not json")
+    return folder
+
+
+def worklist_query(**step_keys: str) -> Dataset:
+    query = Dataset()
+    query.PatientName = ""
+    query.PatientID = ""
+    query.AccessionNumber = ""
+    step = Dataset()
+    step.Modality = ""
+    step.ScheduledStationAETitle = ""
+    step.ScheduledProcedureStepStartDate = ""
+    for keyword, value in step_keys.items():
+        setattr(step, keyword, value)
+    query.ScheduledProcedureStepSequence = Sequence([step])
+    return query
+
+
+def test_dcmtk_findscu_worklist_queries(worklist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "responses"
+    out.mkdir()
+
+    async def scenario() -> str:
+        listener = Listener("WLSCP")
+        WorklistProvider(worklist).attach(listener)
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            process = await asyncio.create_subprocess_exec(
+                dcmtk("findscu"), "-W", "-X", "-od", str(out), "-aec", "WLSCP",
+                "-k", "PatientName", "-k", "PatientID",
+                "-k", "ScheduledProcedureStepSequence[0].Modality=CT",
+                "-k", f"{STEP}.ScheduledProcedureStepStartDate=20261101-20261130",
+                "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle",
+                "127.0.0.1", str(listener.port),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=dcmtk_env(),
+            )  # fmt: skip
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 0, output.decode(errors="replace")
+            return output.decode(errors="replace")
+
+    run(scenario())
+    responses = [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+    assert [r.PatientID for r in responses] == ["W1"]
+    step = responses[0].ScheduledProcedureStepSequence[0]
+    assert (step.Modality, step.ScheduledStationAETitle) == ("CT", "CT01")
+
+
+def test_pynetdicom_worklist_query_by_name_and_station(worklist: Path) -> None:
+    from pynetdicom import AE
+
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+    def query_side(port: int, query: Dataset) -> list[str]:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(MODALITY_WORKLIST_FIND)
+        assoc = ae.associate("127.0.0.1", port, ae_title="WLSCP")
+        assert assoc.is_established
+        found = []
+        try:
+            for status, identifier in assoc.send_c_find(query, MODALITY_WORKLIST_FIND):
+                if status and status.Status in (0xFF00, 0xFF01):
+                    found.append(str(identifier.PatientID))
+        finally:
+            assoc.release()
+        return found
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        listener = Listener("WLSCP")
+        WorklistProvider(worklist).attach(listener)
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            by_name = worklist_query()
+            by_name.PatientName = "doe*"
+            by_station = worklist_query(ScheduledStationAETitle="CT01")
+            everything = worklist_query()
+            return (
+                await asyncio.to_thread(query_side, listener.port, by_name),
+                await asyncio.to_thread(query_side, listener.port, by_station),
+                await asyncio.to_thread(query_side, listener.port, everything),
+            )
+
+    by_name, by_station, everything = run(scenario())
+    assert by_name == ["W1", "W2"]
+    assert by_station == ["W1", "W3"]
+    assert everything == ["W1", "W2", "W3"]
+
+
+def test_listen_serves_worklist_and_mpps_from_the_command_line(
+    worklist: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from dicomnet import client
+    from dicomnet.mpps import complete_procedure_step, start_procedure_step
+    from dicomnet.uids import MPPS
+
+    from peers import free_port, wait_for_port
+
+    port = free_port()
+    listener = subprocess.Popen(
+        [
+            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1",
+            "--port", str(port), "--dir", str(tmp_path / "archive"),
+            "--worklist", str(worklist), "--mpps", str(tmp_path / "mpps"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+
+        async def scenario() -> tuple[list[str], int]:
+            async with client.connect(
+                "127.0.0.1",
+                port,
+                contexts=[
+                    (MODALITY_WORKLIST_FIND, ["1.2.840.10008.1.2"]),
+                    (MPPS, ["1.2.840.10008.1.2"]),
+                ],
+            ) as assoc:
+                found = [
+                    str(r.identifier.PatientID)
+                    async for r in assoc.find(worklist_query(Modality="MR"), MODALITY_WORKLIST_FIND)
+                    if r.pending
+                ]
+                step = Dataset()
+                step.PatientID = "W2"
+                created = await start_procedure_step(assoc, step)
+                uid = created.message.affected_sop_instance_uid
+                done = await complete_procedure_step(assoc, uid, Dataset())
+                return found, done.status
+
+        found, status = run(scenario())
+    finally:
+        listener.terminate()
+        listener.wait(timeout=30)
+    assert found == ["W2"]
+    assert status == 0
+    assert len(list((tmp_path / "mpps").glob("*.json"))) == 1
