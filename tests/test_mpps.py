@@ -50,7 +50,12 @@ def test_state_rules_and_persistence(tmp_path: Path) -> None:
                 assert again.status == 0x0111
                 wrong = step_attributes()
                 wrong.PerformedProcedureStepStatus = "COMPLETED"
-                assert (await assoc.n_create(MPPS, None, wrong)).status == 0x0106
+                refused = await assoc.n_create(MPPS, None, wrong)
+                assert refused.status == 0x0106 and not refused.ok
+                assert refused.attributes.PerformedProcedureStepStatus == "COMPLETED"
+                missing = await assoc.n_create(MPPS, None, step_attributes())
+                assert missing.status == 0x0120
+                assert "(0040,0252)" in missing.message.error_comment
                 progress = Dataset()
                 progress.PerformedProcedureStepDescription = "halfway"
                 assert (await assoc.n_set(MPPS, uid, progress)).status == 0
@@ -61,11 +66,17 @@ def test_state_rules_and_persistence(tmp_path: Path) -> None:
                 assert done.status == 0
                 late = Dataset()
                 late.PerformedProcedureStepDescription = "too late"
-                assert (await assoc.n_set(MPPS, uid, late)).status == 0xC310
+                final = await assoc.n_set(MPPS, uid, late)
+                assert final.status == 0x0110
+                assert final.message.error_id == 0xA710
+                assert final.message.error_comment == (
+                    "Performed Procedure Step Object may no longer be updated"
+                )
                 assert (await assoc.n_set(MPPS, "1.2.3.404", late)).status == 0x0112
                 return str(uid)
 
     uid = run(scenario())
+    assert [p.name for p in (tmp_path / "mpps").iterdir()] == [f"{uid}.json"]
     reloaded = MPPSProvider(tmp_path / "mpps")
     step = reloaded.steps[uid]
     assert step.PerformedProcedureStepStatus == "COMPLETED"
@@ -85,6 +96,7 @@ def test_pynetdicom_modality_against_our_mpps_scp() -> None:
 
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     provider = MPPSProvider()
+    comments: list[object] = []
 
     def modality(port: int) -> list[int]:
         ae = AE(ae_title="MODALITY")
@@ -101,6 +113,12 @@ def test_pynetdicom_modality_against_our_mpps_scp() -> None:
             statuses.append(int(status.Status))
             status, _ = assoc.send_n_set(final, MPPS, "1.2.3.4.55")
             statuses.append(int(status.Status))
+            comments.append(str(status.get("ErrorComment", "")))
+            comments.append(int(status.get("ErrorID", 0)))
+            status, _ = assoc.send_n_create(_in_progress(), MPPS, "1.2.3.4.55")
+            statuses.append(int(status.Status))
+            status, _ = assoc.send_n_set(final, MPPS, "1.2.3.4.404")
+            statuses.append(int(status.Status))
         finally:
             assoc.release()
         return statuses
@@ -112,7 +130,8 @@ def test_pynetdicom_modality_against_our_mpps_scp() -> None:
         async with listener:
             return await asyncio.to_thread(modality, listener.port)
 
-    assert run(scenario()) == [0x0000, 0x0000, 0xC310]
+    assert run(scenario()) == [0x0000, 0x0000, 0x0110, 0x0111, 0x0112]
+    assert comments == ["Performed Procedure Step Object may no longer be updated", 0xA710]
     assert provider.steps["1.2.3.4.55"].PerformedProcedureStepStatus == "DISCONTINUED"
 
 
