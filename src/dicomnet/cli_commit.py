@@ -1,4 +1,12 @@
-"""``dicomnet commit``: ask a peer for storage commitment of Part 10 files."""
+"""``dicomnet commit``: ask a peer for storage commitment of Part 10 files.
+
+The report comes back on the requesting association (``--same-association``,
+the default: the association stays open until it arrives) or on a new
+association the peer opens to us (``--new-association --port N``: we listen
+on N with our AE title, accepting the Storage Commitment Push Model SOP
+class with the SCP role for the peer, PS3.4 J.3.3 and PS3.7 D.3.3.4; the
+peer must know our AE title's host and port).
+"""
 
 from __future__ import annotations
 
@@ -32,11 +40,25 @@ def _references(paths: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's AE title.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the report.")
 @click.option(
+    "--same-association/--new-association",
+    "same_association",
+    default=True,
+    show_default=True,
+    help="Where the peer sends its report: on this association, or on a new one to --port.",
+)
+@click.option(
     "--port",
     "report_port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
-    help="Also listen here for a report sent on a new association (the peer must know us).",
+    help="Listen here for a report sent on a new association (the peer must know us); "
+    "required with --new-association.",
+)
+@click.option(
+    "--report-host",
+    default="*",
+    show_default=True,
+    help="Address the --port listener binds ('*' every interface).",
 )
 @tls_client_options
 @click.argument("host")
@@ -46,7 +68,9 @@ def commit(
     aet: str,
     aec: str,
     timeout: float,
+    same_association: bool,
     report_port: int | None,
+    report_host: str,
     host: str,
     port: int,
     paths: tuple[str, ...],
@@ -57,7 +81,10 @@ def commit(
     from dicomnet.cli import _run
     from dicomnet.commitment import CommitmentWaiter, commitment_contexts, request_commitment
     from dicomnet.server import Listener
+    from dicomnet.uids import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED_TRANSFER_SYNTAXES
 
+    if not same_association and report_port is None:
+        raise click.UsageError("--new-association needs --port, where the report is received")
     references = _references(paths)
     context = client_ssl(tls)
 
@@ -67,9 +94,12 @@ def commit(
         if report_port is not None:
             listener = Listener(aet)
             waiter.serve_on(listener)
-            await listener.listen("*", report_port)
+            await listener.listen(report_host, report_port)
         try:
-            contexts, roles = commitment_contexts()
+            if same_association:
+                contexts, roles = commitment_contexts()
+            else:
+                contexts, roles = [(STORAGE_COMMITMENT_PUSH, UNCOMPRESSED_TRANSFER_SYNTAXES)], []
             async with client.connect(
                 host,
                 port,
@@ -79,7 +109,8 @@ def commit(
                 roles=roles,
                 ssl=context,
             ) as association:
-                waiter.attach_to(association)
+                if same_association:
+                    waiter.attach_to(association)
                 return await request_commitment(association, references, waiter, timeout=timeout)
         finally:
             if listener is not None:
@@ -88,22 +119,36 @@ def commit(
     try:
         result = _run(run())
     except (DicomNetError, TimeoutError) as exc:
-        click.echo(f"dicomnet: storage commitment failed: {exc or 'no report in time'}", err=True)
+        reason = str(exc) or "no report in time"
+        click.echo(f"dicomnet: storage commitment failed: {reason}", err=True)
         sys.exit(1)
-    _print(result, dict(zip((uid for _, uid in references), paths, strict=True)))
-    if result.failed:
+    if not _print(result, list(zip(paths, references, strict=True))):
         sys.exit(1)
 
 
-def _print(result: Any, paths: dict[str, str]) -> None:
+def _print(result: Any, files: list[tuple[str, tuple[str, str]]]) -> bool:
+    """The table of verdicts, one row per file; True when every file is committed.
+
+    An instance the report names neither committed nor failed counts as failed.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    committed = set(result.committed)
+    reasons = {(sop_class, uid): reason for sop_class, uid, reason in result.failed}
     table = Table(title=f"Storage commitment {result.transaction_uid}")
     for column in ("file", "SOP Instance UID", "result"):
         table.add_column(column, overflow="fold")
-    for _, uid in result.committed:
-        table.add_row(Path(paths.get(uid, "")).name, uid, "committed")
-    for _, uid, reason in result.failed:
-        table.add_row(Path(paths.get(uid, "")).name, uid, f"failed 0x{reason:04X}")
-    Console().print(table)
+    everything = True
+    for path, reference in files:
+        if reference in committed:
+            verdict = "committed"
+        elif reference in reasons:
+            verdict = f"failed 0x{reasons[reference]:04X}"
+            everything = False
+        else:
+            verdict = "failed: not in the report"
+            everything = False
+        table.add_row(Path(path).name, reference[1], verdict)
+    Console(width=160).print(table)
+    return everything

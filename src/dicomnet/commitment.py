@@ -20,12 +20,14 @@ transactions.
 really holds: an instance is committed when its file is found, its File Meta
 names the same SOP class and instance, and it reads whole; otherwise it fails
 with 0x0112 (no such object instance), 0x0119 (class/instance conflict) or
-0x0110 (processing failure).
+0x0110 (processing failure). The N-EVENT-REPORT leaves only after the
+N-ACTION response has gone out (PS3.4 J.3.2), whatever the lookup costs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import mmap
 import os
@@ -61,6 +63,11 @@ SOME_FAILED = 2
 NO_SUCH_INSTANCE = 0x0112
 PROCESSING_FAILURE = 0x0110
 CLASS_INSTANCE_CONFLICT = 0x0119
+INVALID_ARGUMENT_VALUE = 0x0115
+"""N-ACTION / N-EVENT-REPORT status for an action or event information the
+receiver cannot use (PS3.7 10.1.1.1.8, 10.1.4.1.10): no Transaction UID."""
+NO_SUCH_EVENT_TYPE = 0x0113
+NO_SUCH_ACTION_TYPE = 0x0123
 
 Reference = tuple[str, str]
 """(SOP Class UID, SOP Instance UID)."""
@@ -137,26 +144,29 @@ class CommitmentWaiter:
         return future
 
     def attach_to(self, association: Any) -> None:
-        """Take reports arriving on this (client) association."""
-        association.handlers[CommandField.N_EVENT_REPORT_RQ] = self.handle
+        """Take reports arriving on this association (the fo-dicom
+        ``OnNEventReportRequest`` of a client connection)."""
+        register = getattr(association, "on_n_event_report_request", None)
+        if register is not None:
+            register(self.handle)
+        else:
+            association.handlers[CommandField.N_EVENT_REPORT_RQ] = self.handle
 
     def serve_on(self, listener: Any) -> None:
         """Take reports the SCP sends on associations of its own to ``listener``."""
-        listener.on_n_service(
-            CommandField.N_EVENT_REPORT_RQ,
-            self.handle,
-            [STORAGE_COMMITMENT_PUSH],
-            requestor_scp=True,
-        )
+        # PS3.7 D.3.3.4: the SCP of storage commitment opens that association
+        # and, as the sender of N-EVENT-REPORT, asks for the SCP role.
+        listener.support(STORAGE_COMMITMENT_PUSH, scp_role=True)
+        listener.handle(CommandField.N_EVENT_REPORT_RQ, self.handle)
 
-    async def handle(self, request: IncomingRequest) -> int:
+    async def handle(self, request: IncomingRequest) -> Reply | int:
         """The N-EVENT-REPORT handler."""
         message = request.message
         if message.event_type_id not in (ALL_COMMITTED, SOME_FAILED):
-            return 0x0113  # no such event type
+            return NO_SUCH_EVENT_TYPE
         report = request.dataset
         if report is None or "TransactionUID" not in report:
-            return 0x0120  # missing attribute
+            return Reply(INVALID_ARGUMENT_VALUE, None, {"error_comment": "no Transaction UID"})
         uid = str(report.TransactionUID)
         result = CommitmentResult(
             uid,
@@ -181,18 +191,42 @@ class CommitmentWaiter:
 async def request_commitment(
     association: Any,
     instances: Iterable[Reference],
-    waiter: CommitmentWaiter,
+    waiter: CommitmentWaiter | None = None,
     *,
     transaction_uid: str | None = None,
     timeout: float = 60.0,
 ) -> CommitmentResult:
     """Ask for commitment of ``instances`` and wait for the SCP's report.
 
-    ``waiter`` must be attached to ``association`` (report on the same
-    association) or serving on a listener the SCP can reach.
+    Parameters
+    ----------
+    association : Association
+        Where the N-ACTION goes; the peer accepted the Storage Commitment
+        Push Model SOP class on it.
+    instances : iterable of (SOP Class UID, SOP Instance UID)
+        The Referenced SOP Sequence.
+    waiter : CommitmentWaiter, optional
+        Where the report is expected: attached to ``association`` (report
+        on the same association) or serving on a listener the SCP can
+        reach (a new association). None attaches a new waiter to
+        ``association``.
+    transaction_uid : str, optional
+        The Transaction UID (0008,1195); a new UID by default.
+    timeout : float
+        Seconds to wait for the report once the N-ACTION succeeded;
+        ``TimeoutError`` after that.
+
+    Returns
+    -------
+    CommitmentResult
+        The transaction UID, the committed instances, and the failed ones
+        with their Failure Reason.
     """
     from pydicom.uid import generate_uid
 
+    if waiter is None:
+        waiter = CommitmentWaiter()
+        waiter.attach_to(association)
     uid = transaction_uid or generate_uid()
     references = list(instances)
     action = _report_dataset(uid, references, ())
@@ -209,8 +243,9 @@ async def request_commitment(
 
 
 # -- the SCP ------------------------------------------------------------------------------
-InstancePath = Callable[[str], Awaitable[Path | None]]
-"""``await lookup(sop_instance_uid)``: the stored file, or None."""
+InstancePath = Callable[[str], Path | Awaitable[Path | None] | None]
+"""``lookup(sop_instance_uid)``: the stored file, or None; a coroutine
+function is awaited (an index query), a plain function is called."""
 
 
 class CommitmentProvider:
@@ -219,7 +254,7 @@ class CommitmentProvider:
     Parameters
     ----------
     lookup : callable
-        ``await lookup(sop_instance_uid) -> Path | None``.
+        ``lookup(sop_instance_uid) -> Path | None``, plain or async.
     ae_title : str
         Our AE title, calling AE of a report sent on a new association.
     destinations : dict, optional
@@ -238,23 +273,32 @@ class CommitmentProvider:
         self.lookup = lookup
         self.ae_title = ae_title
         self.destinations = dict(destinations or {})
+        self.response_wait = 60.0
+        """Seconds a report waits for its N-ACTION-RSP to be written."""
         self._reports: set[asyncio.Task[None]] = set()
 
     def attach(self, listener: Any) -> None:
         """Serve N-ACTION of the Storage Commitment Push Model on ``listener``."""
-        listener.on_n_service(CommandField.N_ACTION_RQ, self.handle, [STORAGE_COMMITMENT_PUSH])
+        listener.support(STORAGE_COMMITMENT_PUSH)
+        listener.handle(CommandField.N_ACTION_RQ, self.handle)
 
     async def handle(self, request: IncomingRequest) -> Reply:
         """Answer the N-ACTION, then report in a task of its own."""
         message = request.message
+        if message.requested_sop_instance_uid != STORAGE_COMMITMENT_PUSH_INSTANCE:
+            return Reply(0x0117)  # invalid SOP instance: there is one well-known instance
         if message.action_type_id != REQUEST_COMMITMENT:
-            return Reply(0x0123)  # no such action type
+            return Reply(NO_SUCH_ACTION_TYPE)
         action = request.dataset
         if action is None or "TransactionUID" not in action:
-            return Reply(0x0120)  # missing attribute
-        references = _references(action.get("ReferencedSOPSequence"))
+            return Reply(INVALID_ARGUMENT_VALUE, None, {"error_comment": "no Transaction UID"})
+        if not action.get("ReferencedSOPSequence"):
+            return Reply(
+                INVALID_ARGUMENT_VALUE, None, {"error_comment": "empty Referenced SOP Sequence"}
+            )
+        references = _references(action.ReferencedSOPSequence)
         task = asyncio.get_running_loop().create_task(
-            self._report(request, str(action.TransactionUID), references)
+            self._report(request, str(action.TransactionUID), references, asyncio.current_task())
         )
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
@@ -267,7 +311,8 @@ class CommitmentProvider:
         committed: list[Reference] = []
         failed: list[tuple[str, str, int]] = []
         for sop_class, sop_instance in references:
-            path = await self.lookup(sop_instance)
+            found = self.lookup(sop_instance)
+            path = await found if inspect.isawaitable(found) else found
             reason = (
                 NO_SUCH_INSTANCE
                 if path is None
@@ -280,10 +325,18 @@ class CommitmentProvider:
         return committed, failed
 
     async def _report(
-        self, request: IncomingRequest, transaction_uid: str, references: list[Reference]
+        self,
+        request: IncomingRequest,
+        transaction_uid: str,
+        references: list[Reference],
+        answering: asyncio.Task[Any] | None,
     ) -> None:
         committed, failed = await self.verdicts(references)
         report = _report_dataset(transaction_uid, committed, failed)
+        if answering is not None:
+            # The handler's task ends once the N-ACTION-RSP is written: the
+            # report must not overtake it on the same association.
+            await asyncio.wait({answering}, timeout=self.response_wait)
         event = SOME_FAILED if failed else ALL_COMMITTED
         requester = getattr(request.association, "calling_ae_title", "")
         destination = self.destinations.get(requester)
