@@ -267,3 +267,208 @@ def test_unhandled_n_request_answers_no_such_sop_class_and_failure_fields() -> N
                 assert refused.message.offending_element == (0x00080070,)
 
     run(scenario())
+
+
+def test_every_status_class_and_the_fields_of_each_response() -> None:
+    from dicomnet.status import StatusClass, status_class
+    from dicomnet.store_scu import NoAcceptedContext
+
+    seen: list = []
+
+    async def scenario() -> dict:
+        listener = Listener("NSCP")
+
+        async def n_get(request: IncomingRequest) -> Reply:
+            seen.append(request.message.attribute_identifier_list)
+            return Reply(0x0001, attributes(Manufacturer="dicomnet"))  # optional attrs missing
+
+        async def n_set(request: IncomingRequest) -> Reply:
+            return Reply(0x0116, request.dataset)  # value out of range, coerced
+
+        async def n_create(request: IncomingRequest) -> Reply:
+            fields = {"affected_sop_instance_uid": "1.2.3.4.8"}
+            return Reply(0x0107, attributes(NumberOfCopies="1"), fields)
+
+        async def n_action(request: IncomingRequest) -> Reply:
+            if request.message.action_type_id == 7:
+                return Reply(0x0213, None, {"error_comment": "busy", "error_id": 0x1234})
+            return Reply(0x0000, attributes(FilmSessionLabel="DONE"))
+
+        async def n_delete(request: IncomingRequest) -> int:
+            raise RuntimeError("the handler fails")
+
+        async def n_event_report(request: IncomingRequest) -> int:
+            return 0x0000
+
+        listener.on_n_service(CommandField.N_GET_RQ, n_get, [DISPLAY_SYSTEM])
+        for field, handler in (
+            (CommandField.N_SET_RQ, n_set),
+            (CommandField.N_CREATE_RQ, n_create),
+            (CommandField.N_ACTION_RQ, n_action),
+            (CommandField.N_DELETE_RQ, n_delete),
+        ):
+            listener.on_n_service(field, handler, [FILM_SESSION])
+        listener.on_n_service(CommandField.N_EVENT_REPORT_RQ, n_event_report, [COMMITMENT])
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            async with client.connect(
+                "127.0.0.1",
+                listener.port,
+                contexts=[(uid, [IMPLICIT]) for uid in (DISPLAY_SYSTEM, FILM_SESSION, COMMITMENT)],
+            ) as assoc:
+                with pytest.raises(NoAcceptedContext):
+                    await assoc.n_get("1.2.840.10008.5.1.1.16", "1.2.840.10008.5.1.1.17")
+                return {
+                    "get": await assoc.n_get(
+                        DISPLAY_SYSTEM, DISPLAY_SYSTEM_INSTANCE, ["Manufacturer", 0x00081090]
+                    ),
+                    "set": await assoc.n_set(FILM_SESSION, "1.2", attributes(NumberOfCopies="9")),
+                    "create": await assoc.n_create(FILM_SESSION, None, attributes()),
+                    "action": await assoc.n_action(FILM_SESSION, "1.2", 3),
+                    "busy": await assoc.n_action(FILM_SESSION, "1.2", 7),
+                    "delete": await assoc.n_delete(FILM_SESSION, "1.2"),
+                    "event": await assoc.n_event_report(COMMITMENT, COMMITMENT_INSTANCE, 2),
+                }
+
+    results = run(scenario())
+    assert seen == [(0x00080070, 0x00081090)]
+    classes = {name: status_class(result.status) for name, result in results.items()}
+    assert classes == {
+        "get": StatusClass.WARNING,
+        "set": StatusClass.WARNING,
+        "create": StatusClass.WARNING,
+        "action": StatusClass.SUCCESS,
+        "busy": StatusClass.FAILURE,
+        "delete": StatusClass.FAILURE,
+        "event": StatusClass.SUCCESS,
+    }
+    assert [name for name, result in results.items() if result.ok] == [
+        "get",
+        "set",
+        "create",
+        "action",
+        "event",
+    ]
+    assert results["get"].attributes.Manufacturer == "dicomnet"
+    assert results["set"].attributes.NumberOfCopies == "9"
+    created = results["create"]
+    assert created.message.affected_sop_instance_uid == "1.2.3.4.8"
+    assert created.message.affected_sop_class_uid == FILM_SESSION
+    assert created.attributes.NumberOfCopies == "1"
+    action = results["action"]
+    assert action.message.action_type_id == 3 and action.attributes.FilmSessionLabel == "DONE"
+    assert action.message.affected_sop_instance_uid == "1.2"
+    busy = results["busy"]
+    assert (busy.status, busy.message.error_comment, busy.message.error_id) == (
+        0x0213,
+        "busy",
+        0x1234,
+    )
+    assert busy.attributes is None
+    assert results["delete"].status == 0x0110  # the handler raised: processing failure
+    event = results["event"]
+    assert event.message.event_type_id == 2
+    assert event.message.affected_sop_instance_uid == COMMITMENT_INSTANCE
+    assert event.attributes is None
+
+
+def test_pynetdicom_scp_statuses_and_error_fields_reach_our_scu() -> None:
+    from pynetdicom import AE, evt
+
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+    def status(code: int, comment: str | None = None, error_id: int | None = None) -> Dataset:
+        ds = Dataset()
+        ds.Status = code
+        if comment is not None:
+            ds.ErrorComment = comment
+        if error_id is not None:
+            ds.ErrorID = error_id
+        return ds
+
+    handlers = [
+        (evt.EVT_N_GET, lambda event: (status(0x0107), attributes(Manufacturer="pyn"))),
+        (evt.EVT_N_SET, lambda event: (status(0x0106, "bad label", 0x0042), None)),
+        (evt.EVT_N_CREATE, lambda event: (status(0x0111, "exists"), None)),
+        (evt.EVT_N_ACTION, lambda event: (status(0x0123), None)),
+        (evt.EVT_N_DELETE, lambda event: status(0x0112, "gone")),
+        (evt.EVT_N_EVENT_REPORT, lambda event: (status(0x0113), None)),
+    ]
+    ae = AE(ae_title="PYNSCP")
+    for uid in (DISPLAY_SYSTEM, FILM_SESSION):
+        ae.add_supported_context(uid, IMPLICIT)
+    ae.add_supported_context(COMMITMENT, IMPLICIT, scu_role=True, scp_role=True)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    try:
+
+        async def scenario() -> list:
+            async with client.connect(
+                "127.0.0.1",
+                port,
+                called_ae_title="PYNSCP",
+                contexts=[(uid, [IMPLICIT]) for uid in (DISPLAY_SYSTEM, FILM_SESSION, COMMITMENT)],
+                roles=[RoleSelection(COMMITMENT, False, True)],
+            ) as assoc:
+                return [
+                    await assoc.n_get(DISPLAY_SYSTEM, DISPLAY_SYSTEM_INSTANCE, ["Manufacturer"]),
+                    await assoc.n_set(FILM_SESSION, "1.2", attributes(FilmSessionLabel="?")),
+                    await assoc.n_create(FILM_SESSION, "1.2", attributes(NumberOfCopies="1")),
+                    await assoc.n_action(FILM_SESSION, "1.2", 99),
+                    await assoc.n_delete(FILM_SESSION, "1.2"),
+                    await assoc.n_event_report(COMMITMENT, COMMITMENT_INSTANCE, 9),
+                ]
+
+        got, set_, create, action, delete, event = run(scenario())
+    finally:
+        server.shutdown()
+    assert (got.status, got.ok, got.attributes.Manufacturer) == (0x0107, True, "pyn")
+    assert (set_.status, set_.ok) == (0x0106, False)
+    assert (set_.message.error_comment, set_.message.error_id) == ("bad label", 0x0042)
+    assert (create.status, create.message.error_comment) == (0x0111, "exists")
+    assert action.status == 0x0123
+    assert (delete.status, delete.message.error_comment) == (0x0112, "gone")
+    assert event.status == 0x0113
+
+
+def test_our_scp_error_fields_reach_pynetdicom_scu() -> None:
+    from pynetdicom import AE
+
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+    def pynetdicom_side(port: int) -> tuple[Dataset, Dataset]:
+        ae = AE(ae_title="PYNSCU")
+        ae.add_requested_context(FILM_SESSION, IMPLICIT)
+        assoc = ae.associate("127.0.0.1", port, ae_title="NSCP")
+        assert assoc.is_established
+        try:
+            set_status, _ = assoc.send_n_set(attributes(FilmSessionLabel="X"), FILM_SESSION, "1.2")
+            create_status, created = assoc.send_n_create(
+                attributes(NumberOfCopies="1"), FILM_SESSION, None
+            )
+        finally:
+            assoc.release()
+        return set_status, create_status, created
+
+    async def scenario():
+        listener = Listener("NSCP")
+
+        async def refuse(request: IncomingRequest) -> Reply:
+            return Reply(0x0106, None, {"error_comment": "bad value", "error_id": 0x0A01})
+
+        async def create(request: IncomingRequest) -> Reply:
+            assert request.message.affected_sop_instance_uid is None
+            fields = {"affected_sop_instance_uid": "1.2.3.4.9"}
+            return Reply(0x0000, attributes(NumberOfCopies="4"), fields)
+
+        listener.on_n_service(CommandField.N_SET_RQ, refuse, [FILM_SESSION])
+        listener.on_n_service(CommandField.N_CREATE_RQ, create, [FILM_SESSION])
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            return await asyncio.to_thread(pynetdicom_side, listener.port)
+
+    set_status, create_status, created = run(scenario())
+    assert int(set_status.Status) == 0x0106
+    assert (set_status.ErrorComment, int(set_status.ErrorID)) == ("bad value", 0x0A01)
+    assert int(create_status.Status) == 0x0000
+    assert created.NumberOfCopies == "4"

@@ -216,17 +216,23 @@ class ServiceUser:
         self,
         sop_class_uid: str,
         sop_instance_uid: str,
-        attribute_identifier_list: Sequence[int] | None = None,
+        attribute_identifier_list: Sequence[int | str] | None = None,
         *,
         timeouts: RequestTimeouts | None = None,
     ) -> NResult:
-        """N-GET: the values of some (or, with no list, all) attributes of an instance."""
+        """N-GET: the values of some (or, with no list, all) attributes of an instance.
+
+        ``attribute_identifier_list`` holds tags (``0x00080070``, pydicom
+        ``Tag``) or keywords (``"Manufacturer"``); None or empty asks for all.
+        """
+        from pydicom.tag import Tag
+
         message = dimse.NGetRQ(
             message_id=0,
             requested_sop_class_uid=sop_class_uid,
             requested_sop_instance_uid=sop_instance_uid,
             attribute_identifier_list=(
-                tuple(int(tag) for tag in attribute_identifier_list)
+                tuple(int(Tag(tag)) for tag in attribute_identifier_list)
                 if attribute_identifier_list
                 else None
             ),
