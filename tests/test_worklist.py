@@ -18,8 +18,6 @@ from dicomnet.worklist import WorklistProvider
 
 from peers import dcmtk, dcmtk_env
 
-pytestmark = pytest.mark.interop
-
 STEP = "ScheduledProcedureStepSequence[0]"
 
 
@@ -72,6 +70,7 @@ def worklist_query(**step_keys: str) -> Dataset:
     return query
 
 
+@pytest.mark.interop
 def test_dcmtk_findscu_worklist_queries(worklist: Path, tmp_path: Path) -> None:
     out = tmp_path / "responses"
     out.mkdir()
@@ -103,6 +102,7 @@ def test_dcmtk_findscu_worklist_queries(worklist: Path, tmp_path: Path) -> None:
     assert (step.Modality, step.ScheduledStationAETitle) == ("CT", "CT01")
 
 
+@pytest.mark.interop
 def test_pynetdicom_worklist_query_by_name_and_station(worklist: Path) -> None:
     from pynetdicom import AE
 
@@ -196,3 +196,77 @@ def test_listen_serves_worklist_and_mpps_from_the_command_line(
     assert found == ["W2"]
     assert status == 0
     assert len(list((tmp_path / "mpps").glob("*.json"))) == 1
+
+
+# -- matching, without a network -----------------------------------------------------------
+def two_step_item() -> Dataset:
+    ds = item("SMITH^ANNA", "W4", "CT", "CT02", "20261124")
+    step = Dataset()
+    step.Modality = "MR"
+    step.ScheduledStationAETitle = "MR02"
+    step.ScheduledProcedureStepStartDate = "20261126"
+    step.ScheduledProcedureStepID = "SPSW4B"
+    ds.ScheduledProcedureStepSequence.append(step)
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("keys", "step_keys", "matched"),
+    [
+        ({"PatientName": "SMITH^ANN?"}, {}, True),
+        ({"PatientName": "SMITH^AN?"}, {}, False),  # ? is exactly one character
+        ({"PatientName": "smith*"}, {}, True),  # PN case-insensitive
+        ({"PatientName": "*ANNA"}, {}, True),
+        ({"PatientID": "W4"}, {}, True),
+        ({"PatientID": "W"}, {}, False),  # single value matching is exact
+        ({}, {"Modality": "MR"}, True),  # any scheduled step may match
+        ({}, {"Modality": "US"}, False),
+        ({}, {"Modality": "MR", "ScheduledStationAETitle": "CT02"}, False),  # same item
+        ({}, {"ScheduledProcedureStepStartDate": "20261125-"}, True),
+        ({}, {"ScheduledProcedureStepStartDate": "-20261123"}, False),
+        ({}, {"ScheduledProcedureStepStartDate": "20261124"}, True),
+        ({}, {"ScheduledProcedureStepStartDate": "20261201-20261231"}, False),
+    ],
+)
+def test_item_matching(keys: dict[str, str], step_keys: dict[str, str], matched: bool) -> None:
+    from dicomnet.worklist import item_matches
+
+    query = worklist_query(**step_keys)
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    assert item_matches(query, two_step_item()) is matched
+
+
+def test_response_holds_requested_keys_and_matching_steps_only(tmp_path: Path) -> None:
+    from dicomnet.worklist import _response
+
+    query = worklist_query(Modality="MR")
+    query.PatientBirthDate = ""  # a return key the item lacks: returned empty
+    response = _response(query, two_step_item())
+    assert response.PatientName == "SMITH^ANNA" and response.PatientID == "W4"
+    assert response.PatientBirthDate in ("", None)
+    assert "StudyInstanceUID" not in response  # not asked for
+    (step,) = response.ScheduledProcedureStepSequence
+    assert (step.Modality, step.ScheduledStationAETitle) == ("MR", "MR02")
+    assert "ScheduledProcedureStepID" not in step
+
+
+def test_items_read_from_part10_json_and_headerless_files(tmp_path: Path) -> None:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder = tmp_path / "items"
+    folder.mkdir()
+    with_meta = item("A^B", "P1", "CT", "CT01", "20261122")
+    with_meta.file_meta = FileMetaDataset()
+    with_meta.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    with_meta.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+    with_meta.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.77"
+    with_meta.save_as(folder / "a.dcm", enforce_file_format=True)
+    (folder / "b.json").write_text(
+        json.dumps(item("C^D", "P2", "MR", "MR01", "20261122").to_json_dict())
+    )
+    (folder / "notes.txt").write_text("not an item")
+    (folder / "c.wl").write_bytes(b"\x00" * 10)  # unreadable: skipped, not fatal
+    found = WorklistProvider(folder).items()
+    assert sorted(str(ds.PatientID) for ds in found) == ["P1", "P2"]

@@ -5,7 +5,8 @@ The source
 One file per Scheduled Procedure Step in a folder: a Part 10 file (``.dcm``
 or ``.wl``, as DCMTK's wlmscpfs keeps them) or a DICOM JSON file
 (``.json``, PS3.18 F), each holding the patient, visit and request
-attributes and a Scheduled Procedure Step Sequence. Files are read at every
+attributes and a Scheduled Procedure Step Sequence; a file without that
+sequence is not an item. Other files are ignored. Files are read at every
 query, so adding, changing or removing an item takes effect at once; one that
 cannot be read is logged and skipped.
 
@@ -118,13 +119,22 @@ class WorklistProvider:
 
         found = []
         for path in sorted(self.folder.iterdir()):
+            suffix = path.suffix.lower()
+            if suffix not in (".json", ".dcm", ".wl"):
+                continue
             try:
-                if path.suffix.lower() == ".json":
-                    found.append(Dataset.from_json(path.read_text()))
-                elif path.suffix.lower() in (".dcm", ".wl"):
-                    found.append(dcmread(path, force=True))  # with or without File Meta
+                if suffix == ".json":
+                    ds = Dataset.from_json(path.read_text())
+                else:
+                    ds = dcmread(path, force=True)  # with or without File Meta
+                if "ScheduledProcedureStepSequence" not in ds:
+                    # force=True reads any bytes as some dataset; an item
+                    # without a scheduled step would match every query
+                    raise ValueError("no Scheduled Procedure Step Sequence")
             except Exception as exc:  # a bad file must not stop the worklist
                 log.warning("worklist item %s skipped: %s", path, exc)
+                continue
+            found.append(ds)
         return found
 
     async def handle_find(self, request: IncomingRequest) -> AsyncIterator[Reply]:
