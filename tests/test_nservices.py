@@ -472,3 +472,23 @@ def test_our_scp_error_fields_reach_pynetdicom_scu() -> None:
     assert (set_status.ErrorComment, int(set_status.ErrorID)) == ("bad value", 0x0A01)
     assert int(create_status.Status) == 0x0000
     assert created.NumberOfCopies == "4"
+
+
+def test_attribute_identifier_list_of_a_refusal_reaches_the_caller() -> None:
+    async def scenario() -> None:
+        listener = Listener("NSCP")
+
+        async def refuse(request: IncomingRequest) -> Reply:
+            return Reply(0x0105, None, {"attribute_identifier_list": (0x00081090, 0x00100010)})
+
+        listener.on_n_service(CommandField.N_SET_RQ, refuse, [FILM_SESSION])
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            async with client.connect(
+                "127.0.0.1", listener.port, contexts=[(FILM_SESSION, [IMPLICIT])]
+            ) as assoc:
+                refused = await assoc.n_set(FILM_SESSION, "1.2", attributes(FilmSessionLabel="X"))
+        assert refused.status == 0x0105  # no such attribute
+        assert refused.message.attribute_identifier_list == (0x00081090, 0x00100010)
+
+    run(scenario())

@@ -275,6 +275,7 @@ class NGetRSP(Response):
     REQUIRED = ("message_id_being_responded_to", "status")
     affected_sop_class_uid: str | None = None
     affected_sop_instance_uid: str | None = None
+    attribute_identifier_list: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,6 +293,7 @@ class NSetRSP(Response):
     REQUIRED = ("message_id_being_responded_to", "status")
     affected_sop_class_uid: str | None = None
     affected_sop_instance_uid: str | None = None
+    attribute_identifier_list: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,6 +317,7 @@ class NActionRSP(Response):
     affected_sop_class_uid: str | None = None
     affected_sop_instance_uid: str | None = None
     action_type_id: int | None = None
+    attribute_identifier_list: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,6 +334,7 @@ class NCreateRSP(Response):
     REQUIRED = ("message_id_being_responded_to", "status")
     affected_sop_class_uid: str | None = None
     affected_sop_instance_uid: str | None = None
+    attribute_identifier_list: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
