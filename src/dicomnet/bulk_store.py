@@ -24,7 +24,7 @@ from typing import Any
 
 from dicomnet import client
 from dicomnet.errors import AssociationAborted, ConnectionClosed, DicomNetError, RequestTimeout
-from dicomnet.part10 import Part10Error, read_file_meta
+from dicomnet.part10 import FIRST_READ, FileMeta, Part10Error, parse_file_meta
 from dicomnet.status import StatusClass, status_class
 from dicomnet.uids import UNCOMPRESSED_TRANSFER_SYNTAXES
 
@@ -35,12 +35,20 @@ MAX_CONTEXTS = 128
 
 @dataclass(frozen=True, slots=True)
 class StoreJob:
-    """One file to send, with what its meta group says."""
+    """One file to send, with what its meta group says.
+
+    A job is path-like: ``store(job)`` sends its file using the meta group
+    read here (``file_meta``) instead of reading it a second time.
+    """
 
     path: Path
     sop_class_uid: str
     transfer_syntax: str
     size: int
+    file_meta: FileMeta | None = None
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
 
 
 @dataclass(slots=True)
@@ -74,13 +82,13 @@ def collect_files(
             candidates.append(path)
     for path in candidates:
         try:
-            with open(path, "rb") as stream:
-                meta = read_file_meta(stream)
+            with open(path, "rb", buffering=0) as stream:
+                meta = parse_file_meta(stream.read(FIRST_READ), stream)
                 size = os.fstat(stream.fileno()).st_size - meta.dataset_offset
         except (OSError, Part10Error) as exc:
             unreadable.append((path, str(exc)))
             continue
-        jobs.append(StoreJob(path, meta.sop_class_uid, meta.transfer_syntax, size))
+        jobs.append(StoreJob(path, meta.sop_class_uid, meta.transfer_syntax, size, meta))
     return jobs, unreadable
 
 
@@ -136,7 +144,7 @@ async def store_files(
 
     async def send_one(assoc: client.ClientConnection, job: StoreJob) -> None:
         try:
-            response = await assoc.store(job.path)
+            response = await assoc.store(job)  # path-like, with its meta group
         except (AssociationAborted, ConnectionClosed, RequestTimeout):
             raise
         except DicomNetError as exc:

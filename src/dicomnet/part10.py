@@ -10,13 +10,14 @@ follow it as they are.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from dicomnet.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["FileMeta", "Part10Error", "encode_file_meta", "read_file_meta"]
+__all__ = ["FileMeta", "Part10Error", "encode_file_meta", "parse_file_meta", "read_file_meta"]
 
 PREAMBLE = bytes(128) + b"DICM"
 
@@ -71,19 +72,16 @@ def _element(tag_element: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH2sH", 0x0002, tag_element, vr, len(value)) + value
 
 
-def encode_file_meta(
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    transfer_syntax: str,
-    *,
-    source_ae_title: str = "",
-) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 Table 7.1-1)."""
-    body = b"".join(
+@functools.lru_cache(maxsize=64)
+def _fixed_meta(
+    sop_class_uid: str, transfer_syntax: str, source_ae_title: str
+) -> tuple[bytes, bytes]:
+    """The File Meta elements before and after (0002,0003), which vary per instance."""
+    before = _element(0x0001, b"OB", b"\x00\x01") + _element(
+        0x0002, b"UI", sop_class_uid.encode("ascii")
+    )
+    after = b"".join(
         (
-            _element(0x0001, b"OB", b"\x00\x01"),
-            _element(0x0002, b"UI", sop_class_uid.encode("ascii")),
-            _element(0x0003, b"UI", sop_instance_uid.encode("ascii")),
             _element(0x0010, b"UI", transfer_syntax.encode("ascii")),
             _element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii")),
             _element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
@@ -92,48 +90,82 @@ def encode_file_meta(
             else b"",
         )
     )
-    group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body))
-    return PREAMBLE + group_length + body
+    return before, after
+
+
+def encode_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    *,
+    source_ae_title: str = "",
+) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 Table 7.1-1)."""
+    before, after = _fixed_meta(sop_class_uid, transfer_syntax, source_ae_title)
+    instance = _element(0x0003, b"UI", sop_instance_uid.encode("ascii"))
+    length = len(before) + len(instance) + len(after)
+    group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, length)
+    return b"".join((PREAMBLE, group_length, before, instance, after))
+
+
+FIRST_READ = 4096
+"""Bytes read at once: the preamble and a File Meta group fit in it nearly always."""
 
 
 def read_file_meta(stream: BinaryIO) -> FileMeta:
     """Read the preamble and File Meta group; the stream is left at the dataset."""
-    head = stream.read(132)
+    meta = parse_file_meta(stream.read(FIRST_READ), stream)
+    stream.seek(meta.dataset_offset)
+    return meta
+
+
+def parse_file_meta(head: bytes, stream: BinaryIO | None = None) -> FileMeta:
+    """The File Meta group at the start of ``head`` (the first bytes of a file).
+
+    When the group runs past ``head``, the rest is read from ``stream``, which
+    must then be positioned right after ``head``; without a stream that is a
+    :class:`Part10Error`. The stream's position afterwards is unspecified.
+    """
     if len(head) < 132 or head[128:132] != b"DICM":
         raise Part10Error("no DICM prefix at offset 128: not a Part 10 file")
+    buffer = bytearray(head)
+
+    def need(end: int) -> None:
+        """Make ``buffer`` hold at least ``end`` bytes, or raise truncated."""
+        if end <= len(buffer):
+            return
+        if stream is not None:
+            buffer.extend(stream.read(max(end - len(buffer), FIRST_READ)))
+        if end > len(buffer):
+            raise Part10Error("file meta information is truncated")
+
     values: dict[int, bytes] = {}
     offset = 132
     end: int | None = None
     while end is None or offset < end:
-        header = stream.read(8)
-        if len(header) < 8:
-            raise Part10Error("file meta information is truncated")
-        group, element, vr = _HEADER.unpack_from(header)
+        need(offset + 8)
+        group, element, vr = _HEADER.unpack_from(buffer, offset)
         if group != 0x0002:
             if end is None:
                 raise Part10Error("file meta information has no group length")
             break
         if vr in _LONG_VRS:
-            extra = stream.read(4)
-            if len(extra) < 4:
-                raise Part10Error("file meta information is truncated")
-            (length,) = _LONG_LENGTH.unpack(header[6:8] + extra)
+            need(offset + 12)
+            (length,) = _LONG_LENGTH.unpack_from(buffer, offset + 6)
             offset += 12
         else:
-            (length,) = _SHORT_LENGTH.unpack_from(header, 6)
+            (length,) = _SHORT_LENGTH.unpack_from(buffer, offset + 6)
             offset += 8
         if length > _MAX_META_LENGTH:
             raise Part10Error(f"file meta element (0002,{element:04X}) is {length} bytes long")
-        value = stream.read(length)
-        if len(value) < length:
-            raise Part10Error("file meta information is truncated")
+        need(offset + length)
+        value = bytes(buffer[offset : offset + length])
         offset += length
         values[element] = value
         if element == 0x0000:
             if length != 4:
                 raise Part10Error("file meta group length is not 4 bytes")
             end = offset + struct.unpack("<L", value)[0]
-    stream.seek(offset)
 
     def text(element: int) -> str:
         raw = values.get(element)

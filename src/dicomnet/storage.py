@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from dicomnet.association import IncomingRequest
 from dicomnet.part10 import encode_file_meta
 from dicomnet.uids import is_valid_uid
 
-__all__ = ["FolderStorage", "StoreSink", "StoredInstance"]
+__all__ = ["DirectorySync", "FolderStorage", "StoreSink", "StoredInstance"]
 
 log = logging.getLogger("dicomnet.storage")
 
@@ -61,6 +62,39 @@ class StoredInstance:
     duplicate: bool = False
 
 
+class DirectorySync:
+    """fsync of one folder, group-committed across threads.
+
+    A caller that renamed a file into the folder calls :meth:`sync` after the
+    rename. A folder fsync that *started* after that rename covers it, so
+    when several commits finish together one fsync serves them all; none
+    returns before an fsync that covers its own rename has completed.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._state = threading.Lock()
+        self._syncing = threading.Lock()
+        self._renamed = 0
+        self._synced = 0
+
+    def sync(self) -> None:
+        with self._state:
+            self._renamed += 1
+            ticket = self._renamed
+        with self._syncing:
+            if self._synced >= ticket:
+                return  # an fsync that started after our rename has completed
+            with self._state:
+                covered = self._renamed
+            directory = os.open(self.folder, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._synced = covered
+
+
 class StoreSink:
     """Receives one dataset's fragments into a temporary Part 10 file.
 
@@ -70,83 +104,120 @@ class StoreSink:
     """
 
     def __init__(
-        self, folder: Path, header: bytes, final_name: str, fsync: bool, temp_name: str = ""
+        self,
+        folder: Path | str,
+        header: bytes,
+        final_name: str,
+        fsync: bool,
+        temp_name: str = "",
+        *,
+        digest: bool = True,
+        directory_sync: DirectorySync | None = None,
     ) -> None:
         self.folder = folder
-        self.final_path = folder / final_name
+        folder_name = os.fspath(folder)
+        self._final = os.path.join(folder_name, final_name)
         self.fsync = fsync
         self.error: BaseException | None = None
         self.committing = False
         self.size = 0
-        self.digest = hashlib.sha256()
-        self._file: Any = None
-        self.temp_path: Path | None = None
+        self.digest = hashlib.sha256() if digest else None
+        self._directory_sync = directory_sync
+        self._fd = -1
+        self._temp: str | None = None
         try:
             # O_EXCL on a name no other sink uses: a leftover from a crash is
             # never reused, and nothing of ours is ever overwritten.
             name = temp_name or f".{final_name}.{os.getpid()}.{id(self)}.part"
-            path = os.path.join(folder, name)
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            self.temp_path = Path(path)
-            self._file = os.fdopen(handle, "wb", buffering=0)
-            self._file.write(header)
+            path = os.path.join(folder_name, name)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            self._temp = path
+            self._write_all(header)
         except OSError as exc:
             self._fail(exc)
+
+    @property
+    def final_path(self) -> Path:
+        return Path(self._final)
+
+    @property
+    def temp_path(self) -> Path | None:
+        return None if self._temp is None else Path(self._temp)
+
+    def _write_all(self, data: Any) -> None:
+        """os.write until every byte is in: a short write is not an error."""
+        fd = self._fd
+        written = os.write(fd, data)
+        if written < len(data):
+            view = memoryview(data).cast("B")
+            while written < len(view):
+                written += os.write(fd, view[written:])
 
     def write(self, fragment: Any) -> None:
         if self.error is not None:
             return
         try:
-            self._file.write(fragment)
+            self._write_all(fragment)
         except OSError as exc:
             self._fail(exc)
             return
         self.size += len(fragment)
-        self.digest.update(fragment)
+        if self.digest is not None:
+            self.digest.update(fragment)
+
+    @property
+    def sha256(self) -> str:
+        """The dataset's SHA-256 in hex ("" when the storage computes none)."""
+        return "" if self.digest is None else self.digest.hexdigest()
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
         self.discard()
 
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def discard(self) -> None:
         """Close and delete the temporary file; nothing stays visible."""
-        if self._file is not None:
+        try:
+            self._close()
+        except OSError:
+            pass
+        if self._temp is not None:
             try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
-        if self.temp_path is not None:
-            try:
-                self.temp_path.unlink()
+                os.unlink(self._temp)
             except FileNotFoundError:
                 pass
-            self.temp_path = None
+            self._temp = None
 
     def commit(self) -> bool:
         """fsync, rename into place, fsync the folder; False if already stored.
 
-        Runs in a worker thread: fsync blocks for milliseconds.
+        With fsync it runs in a worker thread: fsync blocks for milliseconds.
         """
         if self.error is not None:
             raise self.error
-        assert self._file is not None and self.temp_path is not None
+        assert self._fd >= 0 and self._temp is not None
         try:
             if self.fsync:
-                os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            if self.final_path.exists():
+                os.fsync(self._fd)
+            self._close()
+            if os.path.exists(self._final):
                 self.discard()
                 return False
-            os.replace(self.temp_path, self.final_path)
-            self.temp_path = None
+            os.replace(self._temp, self._final)
+            self._temp = None
             if self.fsync:
-                directory = os.open(self.folder, os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
+                if self._directory_sync is not None:
+                    self._directory_sync.sync()
+                else:
+                    directory = os.open(os.fspath(self.folder), os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        os.fsync(directory)
+                    finally:
+                        os.close(directory)
         except BaseException:
             self.discard()
             raise
@@ -163,15 +234,25 @@ class FolderStorage:
     fsync : bool
         Make each instance durable before answering (default). Off trades the
         promise of a C-STORE Success for speed.
+    digest : bool
+        Compute each dataset's SHA-256 while writing it (default; the archive
+        indexes it to detect bit rot and partial copies). Off saves about
+        70 us per 128 KB, and ``StoredInstance.sha256`` is then "".
 
     Use ``listener.dataset_sink = storage.sink`` and
     ``listener.on_c_store(storage.handle)``, or :meth:`attach`.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], *, fsync: bool = True, digest: bool = True
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        self.digest = digest
+        self._folder_name = os.fspath(self.folder)
+        self._directory_sync = DirectorySync(self._folder_name)
+        self._pid = os.getpid()
         self.stored: list[StoredInstance] = []
         self.keep_records = False
         self._temp_names = itertools.count()
@@ -201,8 +282,16 @@ class FolderStorage:
             source_ae_title=getattr(association, "calling_ae_title", ""),
         )
         final_name = f"{instance_uid}.dcm"
-        temp_name = f".{final_name}.{os.getpid()}.{next(self._temp_names)}.part"
-        return StoreSink(self.folder, header, final_name, self.fsync, temp_name)
+        temp_name = f".{final_name}.{self._pid}.{next(self._temp_names)}.part"
+        return StoreSink(
+            self._folder_name,
+            header,
+            final_name,
+            self.fsync,
+            temp_name,
+            digest=self.digest,
+            directory_sync=self._directory_sync,
+        )
 
     async def handle(self, request: IncomingRequest) -> int:
         """The C-STORE handler: commit the sink's file, then answer."""
@@ -231,24 +320,19 @@ class FolderStorage:
         sink.committing = True
         try:
             if sink.fsync:
-                commit = asyncio.get_running_loop().run_in_executor(None, sink.commit)
+                try:
+                    commit = asyncio.get_running_loop().run_in_executor(None, sink.commit)
+                except BaseException:
+                    sink.discard()
+                    raise
+                # CancelledError passes: the association ended; the commit
+                # finishes in its thread and the instance, never
+                # acknowledged, is either fully in place or gone.
+                created = await asyncio.shield(commit)
             else:
                 # Without fsync a commit is a close and a rename, tens of
                 # microseconds: cheaper here than a round trip to a thread.
-                commit = asyncio.get_running_loop().create_future()
-                try:
-                    commit.set_result(sink.commit())
-                except OSError as exc:
-                    commit.set_exception(exc)
-        except BaseException:
-            sink.discard()
-            raise
-        try:
-            created = await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            # The association ended; the commit finishes in its thread and the
-            # instance, never acknowledged, is either fully in place or gone.
-            raise
+                created = sink.commit()
         except OSError as exc:
             log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, exc)
             return OUT_OF_RESOURCES  # ENOSPC, EDQUOT, EIO and the rest alike: A700
@@ -258,7 +342,7 @@ class FolderStorage:
             request.message.affected_sop_instance_uid,
             request.transfer_syntax,
             sink.size,
-            sink.digest.hexdigest(),
+            sink.sha256,
             duplicate=not created,
         )
         if self.keep_records:

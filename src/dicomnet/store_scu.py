@@ -14,13 +14,12 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dicomnet.datasets import decode_dataset, encode_dataset
 from dicomnet.errors import DicomNetError
 from dicomnet.negotiation import Negotiated
-from dicomnet.part10 import read_file_meta
+from dicomnet.part10 import FIRST_READ, FileMeta, parse_file_meta
 from dicomnet.uids import UNCOMPRESSED_TRANSFER_SYNTAXES
 
 __all__ = ["NoAcceptedContext", "PreparedStore", "prepare_store"]
@@ -104,7 +103,8 @@ def prepare_store(
         ``transfer_syntax``.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _prepare_file(negotiated, Path(source))
+        # A bulk_store.StoreJob carries the meta group it already read.
+        return _prepare_file(negotiated, os.fspath(source), getattr(source, "file_meta", None))
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not (sop_class_uid and sop_instance_uid and transfer_syntax):
             raise ValueError(
@@ -142,9 +142,12 @@ def _prepare_dataset(negotiated: Negotiated, dataset: Any) -> PreparedStore:
     raise NoAcceptedContext(f"no context for {sop_class}")  # pragma: no cover
 
 
-def _prepare_file(negotiated: Negotiated, path: Path) -> PreparedStore:
-    with open(path, "rb") as stream:
-        meta = read_file_meta(stream)
+def _prepare_file(
+    negotiated: Negotiated, path: str | bytes, meta: FileMeta | None = None
+) -> PreparedStore:
+    with open(path, "rb", buffering=0) as stream:
+        if meta is None:
+            meta = parse_file_meta(stream.read(FIRST_READ), stream)
         size = os.fstat(stream.fileno()).st_size - meta.dataset_offset
         context_id, target = _choose(negotiated, meta.sop_class_uid, meta.transfer_syntax)
         if target != meta.transfer_syntax:
