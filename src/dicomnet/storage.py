@@ -49,6 +49,9 @@ OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
+DIGEST_WINDOW = 16 << 20
+"""Bytes of a stored file mapped at once to compute its digest."""
+
 
 @dataclass(frozen=True, slots=True)
 class StoredInstance:
@@ -180,10 +183,15 @@ class StoreSink:
         and hashing the file hashes exactly what was written.
         """
         digest = hashlib.sha256()
-        if self.size:
-            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as mapped:
+        start = self._header_size
+        end = start + self.size
+        offset = 0
+        while offset < end:  # in windows: mapped pages count in RSS until unmapped
+            length = min(DIGEST_WINDOW, end - offset)
+            with mmap.mmap(self._fd, length, access=mmap.ACCESS_READ, offset=offset) as mapped:
                 with memoryview(mapped) as view:
-                    digest.update(view[self._header_size :])
+                    digest.update(view[max(start - offset, 0) :])
+            offset += length
         self._sha256 = digest.hexdigest()
 
     def _fail(self, exc: BaseException) -> None:
