@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,9 @@ from dicomnet import client
 from dicomnet.errors import AssociationAborted, ConnectionClosed, DicomNetError, RequestTimeout
 from dicomnet.part10 import FIRST_READ, FileMeta, Part10Error, parse_file_meta
 from dicomnet.status import StatusClass, status_class
-from dicomnet.uids import UNCOMPRESSED_TRANSFER_SYNTAXES
+from dicomnet.store_scu import storage_contexts
 
 __all__ = ["StoreJob", "StoreOutcome", "collect_files", "proposed_contexts", "store_files"]
-
-MAX_CONTEXTS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +91,7 @@ def collect_files(
 
 def proposed_contexts(jobs: Iterable[StoreJob]) -> list[tuple[str, list[str]]]:
     """Per SOP class: its files' own syntaxes, then the uncompressed ones."""
-    syntaxes: dict[str, list[str]] = defaultdict(list)
-    for job in jobs:
-        if job.transfer_syntax not in syntaxes[job.sop_class_uid]:
-            syntaxes[job.sop_class_uid].append(job.transfer_syntax)
-    contexts: list[tuple[str, list[str]]] = []
-    for sop_class, own in syntaxes.items():
-        contexts.append((sop_class, own))
-        if any(ts not in UNCOMPRESSED_TRANSFER_SYNTAXES for ts in own) or len(own) > 1:
-            contexts.append((sop_class, list(UNCOMPRESSED_TRANSFER_SYNTAXES)))
-    if len(contexts) > MAX_CONTEXTS:
-        raise ValueError(
-            f"{len(syntaxes)} SOP classes need {len(contexts)} presentation contexts; "
-            f"an association carries at most {MAX_CONTEXTS}: send them in several runs"
-        )
-    return contexts
+    return storage_contexts((job.sop_class_uid, job.transfer_syntax) for job in jobs)
 
 
 async def store_files(

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dicomnet.matching import matches
+from dicomnet.matching import key_text, matches
 
 __all__ = [
     "ATTRIBUTES",
@@ -500,12 +500,6 @@ def matching_keys(identifier: Any) -> dict[str, tuple[str, str]]:
     for element in identifier:
         if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet", ""):
             continue
-        value = element.value
-        if element.VR == "SQ":
-            text = ""
-        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            text = "\\".join(str(v) for v in value)
-        else:
-            text = "" if value is None else str(value)
+        text = "" if element.VR == "SQ" else key_text(element.value)
         keys[element.keyword] = (text, element.VR)
     return keys

@@ -26,8 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["TEXT_VRS", "matches"]
+__all__ = ["TEXT_VRS", "key_text", "matches"]
 
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 """VRs in which ``*`` and ``?`` are wildcards."""
@@ -77,3 +78,13 @@ def _wildcard(key: str, fold_case: bool) -> re.Pattern[str]:
         else:
             parts.append(re.escape(char))
     return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if fold_case else 0))
+
+
+def key_text(value: Any) -> str:
+    """A query element's value as the key :func:`matches` takes: several values
+    joined with backslashes, as they are encoded; None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)

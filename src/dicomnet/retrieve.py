@@ -46,6 +46,7 @@ from dicomnet.errors import AssociationAborted, ConnectionClosed, DicomNetError
 from dicomnet.part10 import Part10Error, read_file_meta
 from dicomnet.pdu import RoleSelection
 from dicomnet.status import StatusClass, status_class
+from dicomnet.store_scu import storage_contexts
 from dicomnet.uids import (
     ALL_TRANSFER_SYNTAXES,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
@@ -415,7 +416,7 @@ async def _move(
             destination.port,
             called_ae_title=destination.ae_title or message.move_destination,
             calling_ae_title=calling_ae_title,
-            contexts=_store_contexts(identities),
+            contexts=storage_contexts((c, ts) for c, _, ts in identities),
             max_operations_invoked=destination.max_operations_invoked,
             **(connect_options or {}),
         )
@@ -445,21 +446,3 @@ async def _move(
             await association.release()
         except DicomNetError:
             await association.abort()
-
-
-def _store_contexts(identities: Iterable[tuple[str, str, str]]) -> list[tuple[str, list[str]]]:
-    """Per SOP class: its instances' own transfer syntaxes, then the uncompressed ones."""
-    own: dict[str, list[str]] = {}
-    for sop_class, _, syntax in identities:
-        syntaxes = own.setdefault(sop_class, [])
-        if syntax and syntax not in syntaxes:
-            syntaxes.append(syntax)
-    contexts: list[tuple[str, list[str]]] = []
-    for sop_class, syntaxes in own.items():
-        if syntaxes:
-            contexts.append((sop_class, syntaxes))
-        if not syntaxes or any(s not in UNCOMPRESSED_TRANSFER_SYNTAXES for s in syntaxes):
-            contexts.append((sop_class, list(UNCOMPRESSED_TRANSFER_SYNTAXES)))
-    if len(contexts) > 127:
-        raise ValueError(f"{len(own)} SOP classes need more than 127 presentation contexts")
-    return contexts

@@ -113,7 +113,7 @@ class StoreSink:
         header: bytes,
         final_name: str,
         fsync: bool,
-        temp_name: str = "",
+        temp_name: str,
         *,
         digest: bool = True,
         directory_sync: DirectorySync | None = None,
@@ -132,10 +132,9 @@ class StoreSink:
         self._fd = -1
         self._temp: str | None = None
         try:
-            # O_EXCL on a name no other sink uses: a leftover from a crash is
-            # never reused, and nothing of ours is ever overwritten.
-            name = temp_name or f".{final_name}.{os.getpid()}.{id(self)}.part"
-            path = os.path.join(folder_name, name)
+            # O_EXCL on a name no other sink uses (the storage numbers them):
+            # a leftover from a crash is never reused, nothing is overwritten.
+            path = os.path.join(folder_name, temp_name)
             # Read access too: commit() maps the file to compute its digest.
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             self._temp = path

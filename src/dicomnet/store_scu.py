@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,17 @@ from dicomnet.negotiation import Negotiated
 from dicomnet.part10 import FIRST_READ, FileMeta, parse_file_meta
 from dicomnet.uids import UNCOMPRESSED_TRANSFER_SYNTAXES
 
-__all__ = ["NoAcceptedContext", "PreparedStore", "prepare_store"]
+__all__ = [
+    "MAX_STORAGE_CONTEXTS",
+    "NoAcceptedContext",
+    "PreparedStore",
+    "prepare_store",
+    "storage_contexts",
+]
+
+MAX_STORAGE_CONTEXTS = 127
+"""Presentation contexts left for storage: 128 per association, one for Verification,
+which :func:`dicomnet.client.connect` always proposes."""
 
 
 class NoAcceptedContext(DicomNetError, ValueError):
@@ -162,3 +173,32 @@ def _prepare_file(
         mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mapped)[meta.dataset_offset :]
     return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, view, size, mapped)
+
+
+def storage_contexts(instances: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Contexts to propose for ``(SOP class, transfer syntax)`` pairs.
+
+    Per SOP class: one context with its instances' own transfer syntaxes, and
+    a second with the uncompressed ones when an own syntax is compressed,
+    there are several, or none is known, so :func:`prepare_store` can convert
+    when the peer refuses the first. ``ValueError`` past
+    :data:`MAX_STORAGE_CONTEXTS`.
+    """
+    own: dict[str, list[str]] = {}
+    for sop_class, syntax in instances:
+        syntaxes = own.setdefault(sop_class, [])
+        if syntax and syntax not in syntaxes:
+            syntaxes.append(syntax)
+    contexts: list[tuple[str, list[str]]] = []
+    for sop_class, syntaxes in own.items():
+        if syntaxes:
+            contexts.append((sop_class, syntaxes))
+        if len(syntaxes) != 1 or syntaxes[0] not in UNCOMPRESSED_TRANSFER_SYNTAXES:
+            contexts.append((sop_class, list(UNCOMPRESSED_TRANSFER_SYNTAXES)))
+    if len(contexts) > MAX_STORAGE_CONTEXTS:
+        raise ValueError(
+            f"{len(own)} SOP classes need {len(contexts)} presentation contexts; an "
+            f"association carries {MAX_STORAGE_CONTEXTS} besides Verification: "
+            "send them in several runs"
+        )
+    return contexts

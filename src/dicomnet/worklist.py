@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomnet.association import IncomingRequest, Reply
-from dicomnet.matching import matches
+from dicomnet.matching import key_text, matches
 from dicomnet.uids import MODALITY_WORKLIST_FIND
 
 __all__ = ["WorklistProvider", "item_matches"]
@@ -65,16 +65,10 @@ def item_matches(query: Any, item: Any) -> bool:
             if not any(item_matches(keys[0], candidate) for candidate in candidates):
                 return False
             continue
-        key = "" if element.value is None else _key_text(element.value)
+        key = key_text(element.value)
         if not matches(key, element.VR, _text(stored.value) if stored is not None else None):
             return False
     return True
-
-
-def _key_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
 
 
 def _response(query: Any, item: Any) -> Any:
