@@ -149,14 +149,14 @@ def test_failed_indexing_answers_a700_and_removes_the_file(tmp_path: Path) -> No
         async def broken(*args, **kwargs) -> None:
             raise OSError(28, "No space left on device")
 
-        archive.index.add_file = broken  # type: ignore[method-assign]
+        archive.index.add = broken  # type: ignore[method-assign]
         async with listener:
             statuses = await store_all(listener.port, paths)
         await archive.close()
         return statuses
 
     assert run(scenario()) == [0xA700]
-    assert list((tmp_path / "archive").glob("*.dcm")) == []
+    assert list((tmp_path / "archive").rglob("*.dcm")) == []
 
 
 def test_index_group_commits_concurrent_adds(tmp_path: Path) -> None:

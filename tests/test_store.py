@@ -57,7 +57,7 @@ def test_file_is_stored_byte_for_byte(tmp_path: Path) -> None:
         meta = dcmread(stored).file_meta
         assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
         assert meta.MediaStorageSOPInstanceUID == uid
-    assert not list((tmp_path / "archive").glob(".*.part"))
+    assert not list((tmp_path / "archive" / ".incoming").iterdir())
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,8 @@ def test_bad_instance_uid_is_refused_and_nothing_is_left(tmp_path: Path) -> None
             assert (await assoc.echo()).status == 0
 
     run(scenario())
-    assert list((tmp_path / "archive").iterdir()) == []
+    assert [p.name for p in (tmp_path / "archive").iterdir()] == [".incoming"]
+    assert not list((tmp_path / "archive" / ".incoming").iterdir())
 
 
 def test_duplicate_keeps_the_first_copy(tmp_path: Path) -> None:
@@ -184,11 +185,11 @@ def test_duplicate_keeps_the_first_copy(tmp_path: Path) -> None:
             ) as assoc,
         ):
             assert (await assoc.store(tmp_path / "a.dcm")).status == 0
-            assert (await assoc.store(second_path)).status == 0
+            assert (await assoc.store(second_path)).status == 0xB000  # kept the first
 
     run(scenario())
     assert dataset_bytes(tmp_path / "archive" / f"{ds.SOPInstanceUID}.dcm") == first
-    assert not list((tmp_path / "archive").glob(".*.part"))
+    assert not list((tmp_path / "archive" / ".incoming").iterdir())
 
 
 def test_pipelined_stores_in_the_window(tmp_path: Path) -> None:
@@ -245,7 +246,7 @@ def test_aborted_mid_dataset_leaves_no_file(tmp_path: Path) -> None:
             part_seen = False
             for _ in range(500):
                 await asyncio.sleep(0.01)
-                if list((tmp_path / "archive").glob(".*.part")):
+                if list((tmp_path / "archive" / ".incoming").glob("*.part")):
                     part_seen = True
                     break
             assert part_seen, "the listener should be writing the dataset to a temporary file"
@@ -257,4 +258,5 @@ def test_aborted_mid_dataset_leaves_no_file(tmp_path: Path) -> None:
             assert listener.association_count == 0
 
     run(scenario())
-    assert list((tmp_path / "archive").iterdir()) == []
+    assert [p.name for p in (tmp_path / "archive").iterdir()] == [".incoming"]
+    assert not list((tmp_path / "archive" / ".incoming").iterdir())

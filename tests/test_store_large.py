@@ -32,6 +32,8 @@ def write_large_file(path: Path) -> str:
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = generate_uid()
     ds.PatientName = "LARGE^DATASET"
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -95,10 +97,9 @@ def test_two_gigabyte_dataset_streams_to_disk(tmp_path: Path) -> None:
     try:
         assert status == 0x0000
         assert after - before < MEMORY_LIMIT, f"receiver grew by {(after - before) >> 20} MB"
-        stored = archive / f"{uid}.dcm"
+        (stored,) = archive.glob(f"*/*/{uid}.dcm")
         assert dataset_digest(stored) == dataset_digest(source)
-        assert not [p for p in archive.iterdir() if p.name.endswith(".part")]
+        assert not list((archive / ".incoming").iterdir())
     finally:
-        for path in (source, archive / f"{uid}.dcm"):
-            if path.exists():
-                os.unlink(path)
+        for path in (source, *archive.glob(f"*/*/{uid}.dcm")):
+            os.unlink(path)

@@ -204,4 +204,4 @@ def test_command_line_listen_and_echo_over_tls(certs: Certificates, tmp_path: Pa
     finally:
         listener.terminate()
         listener.wait(timeout=30)
-    assert len(list((tmp_path / "archive").glob("*.dcm"))) == 1
+    assert len(list((tmp_path / "archive").rglob("*.dcm"))) == 1

@@ -21,6 +21,7 @@ the matching entities.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -32,11 +33,13 @@ from dicomnet.index import (
     ATTRIBUTES,
     COMPUTED,
     LEVELS,
+    TAGS,
     UNIQUE_KEY,
     ArchiveIndex,
+    IndexEntry,
     matching_keys,
 )
-from dicomnet.storage import FolderStorage
+from dicomnet.storage import FolderStorage, StoredInstance
 from dicomnet.uids import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -64,11 +67,19 @@ class Archive:
         The archive folder; the index is ``folder/index.sqlite``.
     fsync : bool
         Make each instance durable before answering (default).
+    duplicates : "keep", "replace" or "reject"
+        The policy for a SOP Instance UID stored already
+        (:class:`dicomnet.storage.FolderStorage`); the index decides across
+        folders, so a second copy filed under another study counts too.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], *, fsync: bool = True, duplicates: str = "keep"
+    ) -> None:
         self.folder = Path(folder)
-        self.storage = FolderStorage(self.folder, fsync=fsync)
+        self.storage = FolderStorage(
+            self.folder, fsync=fsync, layout="study", duplicates=duplicates, attribute_tags=TAGS
+        )
         self.index = ArchiveIndex(self.folder / INDEX_NAME, durable=fsync)
 
     def attach(
@@ -102,23 +113,31 @@ class Archive:
         outcome = await self.storage.store(request)
         if isinstance(outcome, int):
             return outcome
+        replace = self.storage.duplicates == "replace"
+        entry = IndexEntry(
+            str(outcome.path),
+            outcome.size,
+            outcome.transfer_syntax,
+            outcome.sha256,
+            {keyword: outcome.attributes.get(keyword, "") for keyword in ATTRIBUTES},
+            getattr(request.association, "calling_ae_title", ""),
+        )
         try:
-            await self.index.add_file(
-                outcome.path,
-                outcome.size,
-                outcome.transfer_syntax,
-                outcome.sha256,
-                getattr(request.association, "calling_ae_title", ""),
-            )
+            previous = await self.index.add(entry, replace=replace)
         except Exception as exc:  # the row is not committed: undo what this request made
             log.warning("indexing %s failed: %s", outcome.sop_instance_uid, exc)
             if not outcome.duplicate:
-                try:
-                    outcome.path.unlink()
-                except OSError:
-                    log.exception("cannot remove unindexed %s", outcome.path)
+                _remove(outcome.path)
             return OUT_OF_RESOURCES
-        return 0x0000
+        if previous is None or previous == entry.path:
+            return self.storage.status_of(outcome)
+        # The index holds this instance under another study or series folder.
+        if replace:
+            _remove(Path(previous))
+            return self.storage.status_of(outcome)
+        if not outcome.duplicate:
+            _remove(outcome.path)  # the first copy stays the indexed one
+        return self.storage.status_of(_as_duplicate(outcome))
 
     # -- C-FIND --------------------------------------------------------------------------
     async def handle_find(self, request: IncomingRequest) -> AsyncIterator[Reply]:
@@ -142,6 +161,21 @@ class Archive:
         if level not in LEVELS:
             return IDENTIFIER_DOES_NOT_MATCH
         return await self.index.instances(level, matching_keys(identifier))
+
+
+def _as_duplicate(record: StoredInstance) -> StoredInstance:
+    """The record marked as a second copy of an instance stored already."""
+    return dataclasses.replace(record, duplicate=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file this request installed but must not keep."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.exception("cannot remove %s", path)
 
 
 def _response(identifier: Any, row: dict[str, Any], level: str) -> Any:

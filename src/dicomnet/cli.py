@@ -135,6 +135,14 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     help="Store files only: no SQLite index, no C-FIND, C-MOVE or C-GET.",
 )
 @click.option(
+    "--duplicates",
+    type=click.Choice(["keep", "replace", "reject"]),
+    default="keep",
+    show_default=True,
+    help="A SOP Instance UID stored already: keep the first (Warning B000), "
+    "replace it (Success), or reject the new one (0111).",
+)
+@click.option(
     "--move-destination",
     "move_destinations",
     multiple=True,
@@ -177,6 +185,7 @@ def listen(
     fsync: str,
     ignore: bool,
     no_index: bool,
+    duplicates: str,
     move_destinations: tuple[str, ...],
     commitment_destinations: tuple[str, ...],
     worklist: str | None,
@@ -222,9 +231,11 @@ def listen(
         if ignore:
             DiscardStorage().attach(listener)
         elif no_index:
-            FolderStorage(directory, fsync=fsync == "always").attach(listener)
+            FolderStorage(
+                directory, fsync=fsync == "always", layout="study", duplicates=duplicates
+            ).attach(listener)
         else:
-            archive = Archive(directory, fsync=fsync == "always")
+            archive = Archive(directory, fsync=fsync == "always", duplicates=duplicates)
             archive.attach(listener, commitment_destinations=reports_to)
             listener.move_destinations.update(destinations)
         if worklist:

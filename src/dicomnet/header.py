@@ -14,9 +14,10 @@ bytes. The caller then uses pydicom.
 
 from __future__ import annotations
 
+import os
 import struct
 
-__all__ = ["LITTLE_ENDIAN_SYNTAXES", "is_complete", "read_attributes"]
+__all__ = ["LITTLE_ENDIAN_SYNTAXES", "is_complete", "read_attributes", "read_file_attributes"]
 
 LITTLE_ENDIAN_SYNTAXES = frozenset(
     {
@@ -35,6 +36,9 @@ LITTLE_ENDIAN_SYNTAXES = frozenset(
 )
 """Transfer syntaxes whose dataset is implicit (the first) or explicit VR little
 endian outside encapsulated pixel data: the ones this module reads."""
+
+HEADER_WINDOW = 64 << 10
+"""Bytes read from the start of a stored dataset to find the wanted attributes."""
 
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
 _ITEM = 0xFFFEE000
@@ -159,3 +163,27 @@ def is_complete(data: bytes | memoryview, implicit: bool) -> bool:
     except (_Unreadable, struct.error):
         return False
     return pos == end
+
+
+def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -> dict[str, str]:
+    """``keyword: value`` for the ``wanted`` tags of a Part 10 file, pixel data unread.
+
+    The fast reader above serves little endian datasets from the first 64 KB;
+    anything it declines (big endian, deflated, other character sets, a long
+    header) is read with pydicom. Absent attributes are left out.
+    """
+    from dicomnet.part10 import read_file_meta
+
+    with open(path, "rb") as stream:
+        meta = read_file_meta(stream)
+        if meta.transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
+            window = stream.read(HEADER_WINDOW)
+            implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
+            found = read_attributes(window, implicit, wanted, complete=len(window) < HEADER_WINDOW)
+            if found is not None:
+                return found
+    from pydicom import dcmread
+
+    keywords = list(wanted.values())
+    ds = dcmread(path, stop_before_pixels=True, specific_tags=keywords)
+    return {kw: str(ds[kw].value) for kw in keywords if kw in ds and ds[kw].value is not None}

@@ -157,40 +157,32 @@ TAGS: dict[int, str] = {
 }
 """The tag of every indexed attribute, for :mod:`dicomnet.header`."""
 
-HEADER_WINDOW = 64 << 10
-"""Bytes read from the start of a dataset to find the indexed attributes."""
-
 
 def entry_from_file(
     path: Path, size: int, transfer_syntax: str, sha256: str, source_ae_title: str = ""
 ) -> IndexEntry:
-    """Read the indexed attributes from a stored Part 10 file (pixel data unread).
+    """Read the indexed attributes from a stored Part 10 file (pixel data unread)."""
+    from dicomnet.header import read_file_attributes
 
-    The fast reader of :mod:`dicomnet.header` serves little endian datasets;
-    anything it declines is read with pydicom.
-    """
-    from dicomnet.header import LITTLE_ENDIAN_SYNTAXES, read_attributes
-    from dicomnet.part10 import read_file_meta
-
-    found = None
-    with open(path, "rb") as stream:
-        meta = read_file_meta(stream)
-        if meta.transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
-            window = stream.read(HEADER_WINDOW)
-            complete = len(window) < HEADER_WINDOW
-            implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
-            found = read_attributes(window, implicit, TAGS, complete=complete)
-    if found is None:
-        found = _attributes_with_pydicom(path)
+    found = read_file_attributes(path, TAGS)
     attributes = {keyword: found.get(keyword, "") for keyword in ATTRIBUTES}
     return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
 
 
-def _attributes_with_pydicom(path: Path) -> dict[str, str]:
-    from pydicom import dcmread
+_UPDATE_STUDY = (
+    "UPDATE SET patient_pk = excluded.patient_pk, study_date = excluded.study_date,"
+    " study_time = excluded.study_time, accession_number = excluded.accession_number,"
+    " study_id = excluded.study_id, study_description = excluded.study_description,"
+    " referring_physician = excluded.referring_physician"
+)
+_UPDATE_SERIES = (
+    "UPDATE SET study_uid = excluded.study_uid, modality = excluded.modality,"
+    " series_number = excluded.series_number, series_description = excluded.series_description,"
+    " body_part = excluded.body_part"
+)
+"""With ``replace``, a replaced instance's study and series take its values."""
 
-    ds = dcmread(path, stop_before_pixels=True, specific_tags=list(ATTRIBUTES))
-    return {kw: str(ds[kw].value) for kw in ATTRIBUTES if kw in ds and ds[kw].value is not None}
+_Item = IndexEntry | Callable[[], IndexEntry]
 
 
 def _columns(level: str) -> list[tuple[str, str]]:
@@ -214,7 +206,7 @@ class ArchiveIndex:
         self.durable = durable
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
         self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[IndexEntry | Callable[[], IndexEntry], asyncio.Future[None]]] = []
+        self._pending: list[tuple[_Item, bool, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
         self._flushing = False
         self.transactions = 0
@@ -224,7 +216,10 @@ class ArchiveIndex:
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # timeout: writers of other processes sharing the folder (--workers) wait
+            db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=60.0
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             db.execute("PRAGMA foreign_keys=ON")
@@ -253,27 +248,37 @@ class ArchiveIndex:
         transfer_syntax: str,
         sha256: str,
         source_ae_title: str = "",
-    ) -> None:
+        *,
+        replace: bool = False,
+    ) -> str | None:
         """Index a stored file: its attributes are read on the index thread, in the
-        same trip as the commit; returns once its transaction has committed."""
-        await self._enqueue(
-            functools.partial(entry_from_file, path, size, transfer_syntax, sha256, source_ae_title)
+        same trip as the commit; as :meth:`add`."""
+        return await self._enqueue(
+            functools.partial(
+                entry_from_file, path, size, transfer_syntax, sha256, source_ae_title
+            ),
+            replace,
         )
 
-    async def add(self, entry: IndexEntry) -> None:
-        """Index one instance; returns once its transaction has committed."""
-        await self._enqueue(entry)
+    async def add(self, entry: IndexEntry, *, replace: bool = False) -> str | None:
+        """Index one instance; returns once its transaction has committed.
 
-    async def _enqueue(self, item: IndexEntry | Callable[[], IndexEntry]) -> None:
+        When the index already holds the SOP Instance UID, its row is kept
+        (or, with ``replace``, overwritten by this entry) and the path it had
+        is returned; None when the instance is new.
+        """
+        return await self._enqueue(entry, replace)
+
+    async def _enqueue(self, item: _Item, replace: bool) -> str | None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[str | None] = loop.create_future()
         with self._lock:
-            self._pending.append((item, done))
+            self._pending.append((item, replace, done))
             start = not self._flushing
             self._flushing = True
         if start:
             loop.run_in_executor(self._executor, self._flush, loop)
-        await done
+        return await done
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit everything queued, batch after batch, until the queue is empty."""
@@ -283,37 +288,37 @@ class ArchiveIndex:
                 if not batch:
                     self._flushing = False
                     return
-            entries: list[IndexEntry] = []
-            waiting: list[asyncio.Future[None]] = []
-            for item, done in batch:
+            entries: list[tuple[IndexEntry, bool]] = []
+            waiting: list[asyncio.Future[str | None]] = []
+            for item, replace, done in batch:
                 try:
-                    entries.append(item if isinstance(item, IndexEntry) else item())
+                    entries.append((item if isinstance(item, IndexEntry) else item(), replace))
                     waiting.append(done)
                 except Exception as exc:  # an unreadable file fails alone
-                    loop.call_soon_threadsafe(_settle, done, exc)
-            outcome: BaseException | None = None
+                    loop.call_soon_threadsafe(_settle, done, None, exc)
             try:
-                if entries:
-                    self._insert(entries)
+                previous = self._insert(entries) if entries else []
             except (sqlite3.Error, OSError) as exc:
-                outcome = exc
-            for done in waiting:
-                loop.call_soon_threadsafe(_settle, done, outcome)
+                for done in waiting:
+                    loop.call_soon_threadsafe(_settle, done, None, exc)
+                continue
+            for done, path in zip(waiting, previous, strict=True):
+                loop.call_soon_threadsafe(_settle, done, path, None)
 
-    def _insert(self, entries: list[IndexEntry]) -> None:
+    def _insert(self, entries: list[tuple[IndexEntry, bool]]) -> list[str | None]:
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for entry in entries:
-                self._insert_one(db, entry)
+            previous = [self._insert_one(db, entry, replace) for entry, replace in entries]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self.transactions += 1
+        return previous
 
     @staticmethod
-    def _insert_one(db: sqlite3.Connection, entry: IndexEntry) -> None:
+    def _insert_one(db: sqlite3.Connection, entry: IndexEntry, replace: bool) -> str | None:
         a = entry.attributes
         db.execute(
             "INSERT INTO patients (patient_id, patient_name, birth_date, sex) VALUES (?, ?, ?, ?)"
@@ -325,7 +330,8 @@ class ArchiveIndex:
             (a["PatientID"], a["PatientName"]),
         ).fetchone()
         db.execute(
-            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO "
+            + (_UPDATE_STUDY if replace else "NOTHING"),
             (
                 a["StudyInstanceUID"], patient_pk, a["StudyDate"], a["StudyTime"],
                 a["AccessionNumber"], a["StudyID"], a["StudyDescription"],
@@ -333,21 +339,37 @@ class ArchiveIndex:
             ),
         )  # fmt: skip
         db.execute(
-            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO "
+            + (_UPDATE_SERIES if replace else "NOTHING"),
             (
                 a["SeriesInstanceUID"], a["StudyInstanceUID"], a["Modality"],
                 a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"],
             ),
         )  # fmt: skip
-        db.execute(
-            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (sop_instance_uid) DO NOTHING",
-            (
-                a["SOPInstanceUID"], a["SeriesInstanceUID"], a["SOPClassUID"],
-                a["InstanceNumber"], entry.path, entry.size, entry.transfer_syntax,
-                entry.sha256, entry.stored_at, entry.source_ae_title,
-            ),
+        row = db.execute(
+            "SELECT path FROM instances WHERE sop_instance_uid = ?", (a["SOPInstanceUID"],)
+        ).fetchone()
+        values = (
+            a["SeriesInstanceUID"], a["SOPClassUID"], a["InstanceNumber"], entry.path,
+            entry.size, entry.transfer_syntax, entry.sha256, entry.stored_at,
+            entry.source_ae_title, a["SOPInstanceUID"],
         )  # fmt: skip
+        if row is None:
+            db.execute(
+                "INSERT INTO instances (series_uid, sop_class_uid, instance_number, path, size,"
+                " transfer_syntax, sha256, stored_at, source_ae_title, sop_instance_uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            return None
+        if replace:
+            db.execute(
+                "UPDATE instances SET series_uid = ?, sop_class_uid = ?, instance_number = ?,"
+                " path = ?, size = ?, transfer_syntax = ?, sha256 = ?, stored_at = ?,"
+                " source_ae_title = ? WHERE sop_instance_uid = ?",
+                values,
+            )
+        return str(row[0])
 
     # -- reading -------------------------------------------------------------------------
     async def find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
@@ -485,13 +507,15 @@ class ArchiveIndex:
         return [row["_path"] for row in self._find("IMAGE", image_keys)]
 
 
-def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
+def _settle(
+    done: asyncio.Future[str | None], result: str | None, error: BaseException | None
+) -> None:
     if done.done():
         return
-    if outcome is None:
-        done.set_result(None)
+    if error is None:
+        done.set_result(result)
     else:
-        done.set_exception(outcome)
+        done.set_exception(error)
 
 
 def matching_keys(identifier: Any) -> dict[str, tuple[str, str]]:

@@ -3,40 +3,57 @@
 Theory of operation
 -------------------
 When a C-STORE-RQ's command set completes, :meth:`FolderStorage.sink` opens a
-temporary file in the destination folder and writes the preamble and a File
-Meta group built from the command set and the presentation context. Each
-dataset fragment is then written to it as it arrives (the codec hands over
-views of the receive buffer), so a 2 GB dataset never sits in memory. When the
-last fragment arrives, :meth:`FolderStorage.handle` makes the file durable in
-the order of ``shared/durability.md``: flush, ``fsync(file)``, atomic
-``rename``, ``fsync(directory)``; only then does it answer Success. On any
-failure the temporary file is deleted and the answer is a failure status:
-A700 (out of resources) for an OS error, A900 when the command does not match
-the presentation context, C000 when the command cannot be understood.
+temporary file in ``.incoming`` inside the storage folder and writes the
+preamble and a File Meta group built from the command set and the
+presentation context. Each dataset fragment is then written to it as it
+arrives (the codec hands over views of the receive buffer), so a 2 GB dataset
+never sits in memory. When the last fragment arrives, the commit, in a worker
+thread, follows ``shared/durability.md``: digest, ``fsync(file)``, then the
+file is installed under its final name (a hard link, which fails atomically
+if the name exists, or an atomic rename under ``replace``) and its folder is
+fsynced; only then is Success answered. On any failure the temporary file is
+deleted and the answer is a failure status: A700 (out of resources) for an OS
+error, A900 when the command does not match the presentation context, C000
+when the command or the dataset's UIDs cannot be understood.
 
-The SOP Instance UID names the file only after validation (digits and dots,
-at most 64 characters), so no peer value reaches a path unchecked. An instance
-that is already stored is kept, not overwritten.
+Files are named only from validated UIDs (digits and dots, at most 64
+characters), so no peer value reaches a path unchecked. With the study layout
+the Study and Series Instance UIDs are read from the written file's header at
+commit, and must be valid too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import hashlib
 import itertools
 import logging
 import mmap
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dicomnet.association import IncomingRequest
+from dicomnet.header import read_file_attributes
 from dicomnet.part10 import encode_file_meta
 from dicomnet.uids import is_valid_uid
 
-__all__ = ["DirectorySync", "FolderStorage", "StoreSink", "StoredInstance"]
+__all__ = [
+    "DUPLICATE_POLICIES",
+    "LAYOUTS",
+    "DirectorySync",
+    "FolderStorage",
+    "Installed",
+    "Rejected",
+    "StoreSink",
+    "StoredInstance",
+    "remove_leftovers",
+]
 
 log = logging.getLogger("dicomnet.storage")
 
@@ -45,9 +62,24 @@ AFFECTED_SOP_INSTANCE_UID = 0x00001000
 COMMAND_FIELD = 0x00000100
 C_STORE_RQ = 0x0001
 
+SUCCESS = 0x0000
+DUPLICATE_KEPT = 0xB000
+"""Warning for a second copy under ``keep``: what is stored is not what was just sent."""
+DUPLICATE_REJECTED = 0x0111
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+
+LAYOUTS = ("study", "flat")
+DUPLICATE_POLICIES = ("keep", "replace", "reject")
+INCOMING = ".incoming"
+"""The folder, inside the storage folder, of files still being received."""
+
+_PLACEMENT_TAGS = {
+    0x00080018: "SOPInstanceUID",
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+}
 
 DIGEST_WINDOW = 16 << 20
 """Bytes of a stored file mapped at once to compute its digest."""
@@ -64,6 +96,7 @@ class StoredInstance:
     size: int
     sha256: str
     duplicate: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 class DirectorySync:
@@ -111,16 +144,13 @@ class StoreSink:
         self,
         folder: Path | str,
         header: bytes,
-        final_name: str,
         fsync: bool,
         temp_name: str,
+        install: Callable[[StoreSink], Installed],
         *,
         digest: bool = True,
-        directory_sync: DirectorySync | None = None,
     ) -> None:
-        self.folder = folder
         folder_name = os.fspath(folder)
-        self._final = os.path.join(folder_name, final_name)
         self.fsync = fsync
         self.error: BaseException | None = None
         self.committing = False
@@ -128,7 +158,7 @@ class StoreSink:
         self.hashes = digest
         self._sha256 = ""
         self._header_size = len(header)
-        self._directory_sync = directory_sync
+        self._install = install
         self._fd = -1
         self._temp: str | None = None
         try:
@@ -141,10 +171,6 @@ class StoreSink:
             self._write_all(header)
         except OSError as exc:
             self._fail(exc)
-
-    @property
-    def final_path(self) -> Path:
-        return Path(self._final)
 
     @property
     def temp_path(self) -> Path | None:
@@ -215,11 +241,12 @@ class StoreSink:
                 pass
             self._temp = None
 
-    def commit(self) -> bool:
-        """fsync, rename into place, fsync the folder; False if already stored.
+    def commit(self) -> Installed:
+        """Digest, fsync and close the file, then hand it to the storage to install.
 
         With fsync or a digest it runs in a worker thread: fsync blocks for
-        milliseconds, and hashing releases the GIL.
+        milliseconds, and hashing releases the GIL. On any failure the
+        temporary file is gone when this raises.
         """
         if self.error is not None:
             raise self.error
@@ -230,28 +257,33 @@ class StoreSink:
             if self.fsync:
                 os.fsync(self._fd)
             self._close()
-            if os.path.exists(self._final):
-                self.discard()
-                return False
-            os.replace(self._temp, self._final)
-            self._temp = None
-            if self.fsync:
-                if self._directory_sync is not None:
-                    self._directory_sync.sync()
-                else:
-                    directory = os.open(os.fspath(self.folder), os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        os.fsync(directory)
-                    finally:
-                        os.close(directory)
+            installed = self._install(self)
         except BaseException:
             self.discard()
             raise
-        return True
+        self._temp = None  # installed: the name in .incoming is gone
+        return installed
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """Where a committed file went, and whether an instance was already there."""
+
+    path: Path
+    duplicate: bool
+    attributes: dict[str, str]
+
+
+class Rejected(Exception):
+    """The dataset cannot be stored as it is; answered with ``status``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class FolderStorage:
-    """Stores every C-STORE into a folder as ``<SOP Instance UID>.dcm``.
+    """Stores every C-STORE into a folder, by study and series or flat.
 
     Parameters
     ----------
@@ -266,24 +298,60 @@ class FolderStorage:
         the written file in the commit's worker thread, off the event loop.
         Off saves about 70 us of CPU per 128 KB, and ``StoredInstance.sha256``
         is then "".
+    layout : "study" or "flat"
+        ``study`` (the archive's) stores ``<Study UID>/<Series UID>/<SOP
+        Instance UID>.dcm``, reading both UIDs from the dataset; a dataset
+        without valid ones, or whose SOP Instance UID is not the command's, is
+        refused with C000. ``flat`` (default) stores ``<SOP Instance UID>.dcm``.
+    duplicates : "keep", "replace" or "reject"
+        What an instance whose file exists already does: ``keep`` the first
+        copy and answer Warning B000 (default), ``replace`` it and answer
+        Success, or ``reject`` the new one with 0111 (Duplicate SOP Instance).
+    attribute_tags : dict
+        Tags (tag: keyword) read from each dataset at commit with the study
+        layout and returned in ``StoredInstance.attributes``: the archive
+        passes what its index keeps, so the header is read once.
+
+    Temporary files live in ``folder/.incoming``; leftovers of a process that
+    no longer runs are removed when a storage opens the folder.
 
     Use ``listener.dataset_sink = storage.sink`` and
     ``listener.on_c_store(storage.handle)``, or :meth:`attach`.
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, fsync: bool = True, digest: bool = True
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        digest: bool = True,
+        layout: str = "flat",
+        duplicates: str = "keep",
+        attribute_tags: dict[int, str] | None = None,
     ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(
+                f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}"
+            )
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.incoming = self.folder / INCOMING
+        self.incoming.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.digest = digest
+        self.layout = layout
+        self.duplicates = duplicates
+        self.attribute_tags = {**_PLACEMENT_TAGS, **(attribute_tags or {})}
         self._folder_name = os.fspath(self.folder)
-        self._directory_sync = DirectorySync(self._folder_name)
+        self._incoming_name = os.fspath(self.incoming)
+        self._syncs = _DirectorySyncs()
+        self._install_lock = threading.Lock()
         self._pid = os.getpid()
         self.stored: list[StoredInstance] = []
         self.keep_records = False
         self._temp_names = itertools.count()
+        remove_leftovers(self.incoming)
 
     def attach(self, listener: Any) -> None:
         """Serve C-STORE on ``listener`` with this storage."""
@@ -309,28 +377,98 @@ class FolderStorage:
             context.transfer_syntax,
             source_ae_title=getattr(association, "calling_ae_title", ""),
         )
-        final_name = f"{instance_uid}.dcm"
-        temp_name = f".{final_name}.{self._pid}.{next(self._temp_names)}.part"
+        temp_name = f"{instance_uid}.{self._pid}.{next(self._temp_names)}.part"
         return StoreSink(
-            self._folder_name,
+            self._incoming_name,
             header,
-            final_name,
             self.fsync,
             temp_name,
+            functools.partial(self._install, instance_uid=instance_uid),
             digest=self.digest,
-            directory_sync=self._directory_sync,
         )
+
+    # -- installing a committed file (in the commit's thread) ----------------------------
+    def _install(self, sink: StoreSink, *, instance_uid: str) -> Installed:
+        """Move a sealed temporary file to its place under the duplicate policy."""
+        temp = os.fspath(sink.temp_path or "")
+        attributes: dict[str, str] = {}
+        directory = self._folder_name
+        if self.layout == "study":
+            try:
+                attributes = read_file_attributes(temp, self.attribute_tags)
+            except Exception as exc:  # pydicom raises many kinds on a malformed dataset
+                raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
+            study = attributes.get("StudyInstanceUID", "")
+            series = attributes.get("SeriesInstanceUID", "")
+            if attributes.get("SOPInstanceUID", "") != instance_uid:
+                reason = "the dataset's SOP Instance UID is not the command's"
+                raise Rejected(CANNOT_UNDERSTAND, reason)
+            if not (is_valid_uid(study) and is_valid_uid(series)):
+                raise Rejected(CANNOT_UNDERSTAND, "no valid Study and Series Instance UIDs")
+            directory = self._make_folders(study, series)
+        final = os.path.join(directory, f"{instance_uid}.dcm")
+        duplicate = self._place(temp, final)
+        if self.fsync and not (duplicate and self.duplicates != "replace"):
+            self._syncs.sync(directory)
+        return Installed(Path(final), duplicate, attributes)
+
+    def _place(self, temp: str, final: str) -> bool:
+        """Rename or link ``temp`` to ``final``; True when ``final`` existed."""
+        if self.duplicates == "replace":
+            existed = os.path.exists(final)
+            os.replace(temp, final)
+            return existed
+        try:
+            # A hard link fails atomically if the name exists, across processes
+            # sharing the folder too; then the temporary name goes.
+            os.link(temp, final)
+        except FileExistsError:
+            os.unlink(temp)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+                raise
+            with self._install_lock:  # no hard links here: one process's threads at least
+                if os.path.exists(final):
+                    os.unlink(temp)
+                    return True
+                os.replace(temp, final)
+                return False
+        os.unlink(temp)
+        return False
+
+    def _make_folders(self, study: str, series: str) -> str:
+        """The series folder, created durably: a new folder's parent is synced."""
+        parent = self._folder_name
+        for name in (study, series):
+            path = os.path.join(parent, name)
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            else:
+                if self.fsync:
+                    self._syncs.sync(parent)
+            parent = path
+        return parent
 
     async def handle(self, request: IncomingRequest) -> int:
         """The C-STORE handler: commit the sink's file, then answer."""
         outcome = await self.store(request)
-        return outcome if isinstance(outcome, int) else 0x0000
+        return outcome if isinstance(outcome, int) else self.status_of(outcome)
+
+    def status_of(self, record: StoredInstance) -> int:
+        """The C-STORE status of a stored instance under the duplicate policy."""
+        if not record.duplicate or self.duplicates == "replace":
+            return SUCCESS
+        return DUPLICATE_KEPT if self.duplicates == "keep" else DUPLICATE_REJECTED
 
     async def store(self, request: IncomingRequest) -> StoredInstance | int:
         """Make the request's instance durable: its record, or the failure status.
 
         For handlers that do more before answering (an archive indexes the
-        instance); :meth:`handle` is this with the record reduced to Success.
+        instance); :meth:`handle` is this with the record reduced to a status
+        by :meth:`status_of`.
         """
         sink = request.raw_dataset
         if isinstance(sink, _Refused):
@@ -340,14 +478,13 @@ class FolderStorage:
             sink = self._sink_from_memory(request)
             if isinstance(sink, _Refused):
                 return sink.status
+        uid = request.message.affected_sop_instance_uid
         if sink.error is not None:
-            log.warning(
-                "C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, sink.error
-            )
+            log.warning("C-STORE of %s failed: %s", uid, sink.error)
             return OUT_OF_RESOURCES
         sink.committing = True
         try:
-            if sink.fsync or sink.hashes:
+            if sink.fsync or sink.hashes or self.layout == "study":
                 try:
                     commit = asyncio.get_running_loop().run_in_executor(None, sink.commit)
                 except BaseException:
@@ -356,22 +493,26 @@ class FolderStorage:
                 # CancelledError passes: the association ended; the commit
                 # finishes in its thread and the instance, never
                 # acknowledged, is either fully in place or gone.
-                created = await asyncio.shield(commit)
+                installed = await asyncio.shield(commit)
             else:
-                # Without fsync or digest a commit is a close and a rename,
-                # tens of microseconds: cheaper here than a trip to a thread.
-                created = sink.commit()
+                # Without fsync, digest or a header to read, a commit is a close
+                # and a rename, tens of microseconds: cheaper here than a thread.
+                installed = sink.commit()
+        except Rejected as exc:
+            log.warning("C-STORE of %s refused: %s", uid, exc)
+            return exc.status
         except OSError as exc:
-            log.warning("C-STORE of %s failed: %s", request.message.affected_sop_instance_uid, exc)
+            log.warning("C-STORE of %s failed: %s", uid, exc)
             return OUT_OF_RESOURCES  # ENOSPC, EDQUOT, EIO and the rest alike: A700
         record = StoredInstance(
-            sink.final_path,
+            installed.path,
             request.message.affected_sop_class_uid,
-            request.message.affected_sop_instance_uid,
+            uid,
             request.transfer_syntax,
             sink.size,
             sink.sha256,
-            duplicate=not created,
+            duplicate=installed.duplicate,
+            attributes=installed.attributes,
         )
         if self.keep_records:
             self.stored.append(record)
@@ -387,6 +528,64 @@ class FolderStorage:
         if isinstance(sink, StoreSink) and request.raw_dataset is not None:
             sink.write(memoryview(request.raw_dataset))
         return sink
+
+
+class _DirectorySyncs:
+    """One :class:`DirectorySync` per folder being synced, dropped when idle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[str, tuple[DirectorySync, int]] = {}
+
+    def sync(self, folder: str) -> None:
+        with self._lock:
+            syncer, users = self._active.get(folder, (None, 0))
+            if syncer is None:
+                syncer = DirectorySync(folder)
+            self._active[folder] = (syncer, users + 1)
+        try:
+            syncer.sync()
+        finally:
+            with self._lock:
+                syncer, users = self._active[folder]
+                if users == 1:
+                    del self._active[folder]
+                else:
+                    self._active[folder] = (syncer, users - 1)
+
+
+def remove_leftovers(incoming: Path) -> int:
+    """Delete temporary files of processes that no longer run; the count removed.
+
+    A temporary name carries its writer's process id, so a storage opening a
+    folder that other live processes share (``--workers``) leaves theirs alone.
+    """
+    removed = 0
+    for path in incoming.glob("*.part"):
+        try:
+            pid = int(path.name.rsplit(".", 3)[-3])
+        except (ValueError, IndexError):
+            continue
+        if _running(pid):
+            continue
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    if removed:
+        log.info("removed %d unfinished temporary files from %s", removed, incoming)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Refused:
