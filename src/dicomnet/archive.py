@@ -24,11 +24,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from dicomnet.association import IncomingRequest, Reply
+from dicomnet.events import report_store
 from dicomnet.index import (
     ATTRIBUTES,
     COMPUTED,
@@ -109,10 +111,17 @@ class Archive:
 
     # -- C-STORE -------------------------------------------------------------------------
     async def handle_store(self, request: IncomingRequest) -> int:
-        """Durable file, then index row, then the answer."""
+        """Durable file, then index row, then the answer; observers hear of it."""
+        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
         outcome = await self.storage.store(request)
         if isinstance(outcome, int):
+            report_store(self.storage.observers, request, outcome, None, started)
             return outcome
+        status = await self._index(request, outcome)
+        report_store(self.storage.observers, request, status, outcome, started)
+        return status
+
+    async def _index(self, request: IncomingRequest, outcome: StoredInstance) -> int:
         replace = self.storage.duplicates == "replace"
         entry = IndexEntry(
             str(outcome.path),

@@ -6,39 +6,23 @@ saying why otherwise (refused, rejected with its reason, timed out).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import sys
-from collections.abc import Coroutine
 from typing import Any
 
 import click
 
 from dicomnet import __version__, client, codec
 from dicomnet.association import RequestTimeouts
+from dicomnet.cli_common import fail, run
 from dicomnet.cli_tls import client_ssl, tls_client_options
 from dicomnet.client import AssociationTimeouts
 from dicomnet.errors import DicomNetError
-from dicomnet.server import IPType, Listener, ListenerLimits
 
 __all__ = ["main"]
 
-IP_TYPES = {"ipv4": IPType.IPV4, "ipv6": IPType.IPV6, "both": IPType.IPV4_OR_IPV6}
 
-
-def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run on uvloop when it is installed (``dicomnet[speed]``), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"dicomnet: {message}", err=True)
-    sys.exit(code)
+_run = run
+_fail = fail
 
 
 @click.group()
@@ -94,188 +78,6 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     if status != 0:
         _fail(f"C-ECHO answered status 0x{status:04X}")
     click.echo(f"C-ECHO to {aec} at {host}:{port}: success")
-
-
-@main.command()
-@click.option("--aet", default="DICOMNET", show_default=True, help="Our AE title.")
-@click.option(
-    "--host",
-    default="*",
-    show_default=True,
-    help='"*" every interface, "" this machine\'s address.',
-)
-@click.option("--port", default=11112, show_default=True, help="0 takes the first free port.")
-@click.option("--ip-type", type=click.Choice(sorted(IP_TYPES)), default="ipv4", show_default=True)
-@click.option("--max-associations", default=64, show_default=True, help="0 = no cap.")
-@click.option("--backlog", default=128, show_default=True, help="listen() backlog.")
-@click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet.")
-@click.option(
-    "--dir",
-    "directory",
-    default="dicomnet-archive",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where received instances are stored.",
-)
-@click.option(
-    "--fsync",
-    type=click.Choice(["always", "never"]),
-    default="always",
-    show_default=True,
-    help="'never' answers Success before the data is durable: faster, not crash-safe.",
-)
-@click.option(
-    "--ignore",
-    is_flag=True,
-    help="Receive every instance and store nothing (as storescp --ignore), for benchmarks.",
-)
-@click.option(
-    "--no-index",
-    is_flag=True,
-    help="Store files only: no SQLite index, no C-FIND, C-MOVE or C-GET.",
-)
-@click.option(
-    "--duplicates",
-    type=click.Choice(["keep", "replace", "reject"]),
-    default="keep",
-    show_default=True,
-    help="A SOP Instance UID stored already: keep the first (Warning B000), "
-    "replace it (Success), or reject the new one (0111).",
-)
-@click.option(
-    "--move-destination",
-    "move_destinations",
-    multiple=True,
-    metavar="AET=HOST:PORT",
-    help="A C-MOVE destination (repeatable).",
-)
-@click.option(
-    "--commitment-destination",
-    "commitment_destinations",
-    multiple=True,
-    metavar="AET=HOST:PORT",
-    help="Send this requester's storage commitment reports on a new association.",
-)
-@click.option(
-    "--worklist",
-    type=click.Path(exists=True, file_okay=False),
-    help="Serve Modality Worklist C-FIND from the items in this folder (docs/dimse-n.md).",
-)
-@click.option(
-    "--mpps",
-    "mpps_dir",
-    type=click.Path(file_okay=False),
-    help="Serve MPPS (N-CREATE, N-SET), keeping each step as DICOM JSON here.",
-)
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
-@click.option(
-    "--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA to check peers with."
-)
-@click.option("--require-client-cert", is_flag=True, help="Refuse TLS peers without a certificate.")
-def listen(
-    aet: str,
-    host: str,
-    port: int,
-    ip_type: str,
-    max_associations: int,
-    backlog: int,
-    require_called_aet: bool,
-    directory: str,
-    fsync: str,
-    ignore: bool,
-    no_index: bool,
-    duplicates: str,
-    move_destinations: tuple[str, ...],
-    commitment_destinations: tuple[str, ...],
-    worklist: str | None,
-    mpps_dir: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    tls_ca: str | None,
-    require_client_cert: bool,
-) -> None:
-    """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
-
-    Runs until SIGINT or SIGTERM.
-    """
-    from dicomnet.archive import Archive
-    from dicomnet.discard import DiscardStorage
-    from dicomnet.retrieve import MoveDestination
-    from dicomnet.storage import FolderStorage
-
-    destinations = _ae_table(move_destinations, "--move-destination", MoveDestination)
-    reports_to = _ae_table(commitment_destinations, "--commitment-destination", MoveDestination)
-    context = None
-    if tls_cert:
-        from dicomnet.tls import server_context
-
-        try:
-            context = server_context(
-                tls_cert,
-                tls_key or tls_cert,
-                ca=tls_ca,
-                require_client_certificate=require_client_cert,
-            )
-        except (OSError, ValueError) as exc:
-            _fail(f"TLS: {exc}", 2)
-
-    async def run() -> None:
-        listener = Listener(
-            aet,
-            require_called_ae_title=require_called_aet,
-            limits=ListenerLimits(max_associations=max_associations),
-            accept_any_storage=True,
-        )
-        archive = None
-        if ignore:
-            DiscardStorage().attach(listener)
-        elif no_index:
-            FolderStorage(
-                directory, fsync=fsync == "always", layout="study", duplicates=duplicates
-            ).attach(listener)
-        else:
-            archive = Archive(directory, fsync=fsync == "always", duplicates=duplicates)
-            archive.attach(listener, commitment_destinations=reports_to)
-            listener.move_destinations.update(destinations)
-        if worklist:
-            from dicomnet.worklist import WorklistProvider
-
-            WorklistProvider(worklist).attach(listener)
-        if mpps_dir:
-            from dicomnet.mpps import MPPSProvider
-
-            MPPSProvider(mpps_dir).attach(listener)
-        await listener.listen(host, port, backlog, IP_TYPES[ip_type], ssl=context)
-        for address, bound_port in listener.addresses:
-            shown = f"[{address}]" if ":" in address else address
-            click.echo(f"listening on {shown}:{bound_port}", nl=True)
-        sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
-        await listener.close()
-        if archive is not None:
-            await archive.close()
-
-    try:
-        _run(run())
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc}")
-
-
-def _ae_table(entries: tuple[str, ...], flag: str, make: Any) -> dict[str, Any]:
-    """``AET=HOST:PORT`` options as a table of AE titles."""
-    table = {}
-    for entry in entries:
-        name, _, address = entry.partition("=")
-        host, _, port_text = address.rpartition(":")
-        if not (name and host and port_text.isdigit()):
-            _fail(f"{flag} {entry!r}: expected AET=HOST:PORT", 2)
-        table[name.strip()] = make(host.strip("[]"), int(port_text))
-    return table
 
 
 @main.command()
@@ -383,9 +185,10 @@ def store(
 
 def _add_query_commands() -> None:
     from dicomnet.cli_commit import commit
+    from dicomnet.cli_listen import listen
     from dicomnet.cli_query import find, get, move
 
-    for command in (find, move, get, commit):
+    for command in (listen, find, move, get, commit):
         main.add_command(command)
 
 

@@ -78,7 +78,7 @@ def commit(
 ) -> None:
     """Ask for storage commitment of PATHS; print which are committed, which failed."""
     from dicomnet import client
-    from dicomnet.cli import _run
+    from dicomnet.cli_common import run as _run
     from dicomnet.commitment import CommitmentWaiter, commitment_contexts, request_commitment
     from dicomnet.server import Listener
     from dicomnet.uids import STORAGE_COMMITMENT_PUSH, UNCOMPRESSED_TRANSFER_SYNTAXES

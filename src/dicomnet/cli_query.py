@@ -9,7 +9,6 @@ person reading the result wants to see), unless the same key is given.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +17,7 @@ import click
 
 from dicomnet import client
 from dicomnet.association import RequestTimeouts
+from dicomnet.cli_common import fail, run
 from dicomnet.cli_tls import client_ssl, tls_client_options
 from dicomnet.client import AssociationTimeouts
 from dicomnet.errors import DicomNetError
@@ -107,15 +107,8 @@ def _timeouts(timeout: float, tls: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run(coroutine: Any) -> Any:
-    from dicomnet.cli import _run as run_loop
-
-    return run_loop(coroutine)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"dicomnet: {message}", err=True)
-    sys.exit(1)
+_run = run
+_fail = fail
 
 
 def _final_ok(status: int) -> bool:

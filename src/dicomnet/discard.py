@@ -6,9 +6,12 @@ ingestion without the disk, for benchmarks and for testing a sender.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from dicomnet.association import IncomingRequest
+from dicomnet.events import StoreObserver, report_store
 
 __all__ = ["DiscardStorage"]
 
@@ -16,13 +19,23 @@ __all__ = ["DiscardStorage"]
 class _NullSink:
     """Counts the bytes of one dataset and drops them."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "started")
 
     def __init__(self) -> None:
         self.size = 0
+        self.started = time.monotonic()
 
     def write(self, fragment: Any) -> None:
         self.size += len(fragment)
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """What an event reports of a discarded instance: its size, no file, no digest."""
+
+    size: int
+    sha256: str = ""
+    path: str = ""
 
 
 class DiscardStorage:
@@ -37,6 +50,8 @@ class DiscardStorage:
     def __init__(self) -> None:
         self.instances = 0
         self.bytes = 0
+        self.observers: list[StoreObserver] = []
+        """Told of every C-STORE answered (:mod:`dicomnet.events`)."""
 
     def attach(self, listener: Any) -> None:
         listener.dataset_sink = self.sink
@@ -47,6 +62,9 @@ class DiscardStorage:
 
     async def handle(self, request: IncomingRequest) -> int:
         received = request.raw_dataset
+        size = received.size if isinstance(received, _NullSink) else len(received or b"")
         self.instances += 1
-        self.bytes += received.size if isinstance(received, _NullSink) else len(received or b"")
+        self.bytes += size
+        started = getattr(received, "started", None) or time.monotonic()
+        report_store(self.observers, request, 0x0000, _Received(size), started)
         return 0x0000

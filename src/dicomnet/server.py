@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ssl import SSLContext
@@ -124,7 +126,26 @@ class ServerAssociation(Association):
         self.listener = listener
         self.request: AssociateRQ | None = None
         self.accept: AssociateAC | None = None
+        self.rejection: AssociateRJ | None = None
         self.counted = False
+        self.admitted = False
+        self.number = next(listener.numbers)
+        """This association's number in its listener, for logs and events."""
+        self.opened = time.monotonic()
+        self.instances = 0
+        """Instances stored on this association (counted by the storage handler)."""
+        self.bytes = 0
+        """Dataset bytes of those instances."""
+        self._reported = False
+
+    @property
+    def peer(self) -> str:
+        """``host:port`` of the peer, or "" before the connection is made."""
+        peername = self.protocol.peername if self.protocol is not None else None
+        if not peername:
+            return ""
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def calling_ae_title(self) -> str:
@@ -152,7 +173,7 @@ class ServerAssociation(Association):
         self.request = rq
         cap = listener.limits.max_associations
         answer: AssociateAC | AssociateRJ | None = None
-        if cap and listener.association_count >= cap:
+        if listener.closing or (cap and listener.association_count >= cap):
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
                 "rejecting %s from %s: %d associations open",
@@ -168,8 +189,15 @@ class ServerAssociation(Association):
                 answer = AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, 1)
         if answer is None:
             answer = negotiate_as_acceptor(rq, listener.policy)
+        if isinstance(answer, AssociateAC) and listener.admit is not None:
+            if listener.admit(self):
+                self.admitted = True
+            else:
+                answer = LOCAL_LIMIT_EXCEEDED  # a cap shared with other processes
         if isinstance(answer, AssociateRJ):
+            self.rejection = answer
             protocol.connection.reject(answer)
+            listener.notify("association_rejected", self, answer)
         else:
             self.accept = answer
             self.negotiated = accepted_by_acceptor(rq, answer)
@@ -179,6 +207,7 @@ class ServerAssociation(Association):
             protocol.assembler.context_ids = set(self.negotiated.contexts)
             if not self.established.done():
                 self.established.set_result(self)
+            listener.notify("association_accepted", self)
         protocol.flush()
 
     async def _release_when_idle(self) -> None:
@@ -195,6 +224,14 @@ class ServerAssociation(Association):
         if self.counted:
             self.counted = False
             self.listener.association_count -= 1
+        if self.admitted:
+            self.admitted = False
+            if self.listener.release is not None:
+                self.listener.release(self)
+        if not self._reported:
+            self._reported = True
+            if self.accept is not None:
+                self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
@@ -302,8 +339,35 @@ class Listener:
         """C-MOVE destinations by AE title; a C-MOVE to any other answers A801."""
         self.association_count = 0
         self.associations: set[ServerAssociation] = set()
+        self.numbers = itertools.count(1)
+        self.observers: list[Any] = []
+        """Told of every association: ``association_accepted(association)``,
+        ``association_rejected(association, rj)`` and
+        ``association_ended(association, error)`` (error None on a release);
+        an observer may define any of them (see :mod:`dicomnet.events`)."""
+        self.admit: Callable[[ServerAssociation], bool] | None = None
+        """Consulted before accepting, after negotiation: False rejects with
+        local-limit-exceeded. With :attr:`release`, a cap shared by processes."""
+        self.release: Callable[[ServerAssociation], None] | None = None
+        """Called when an association :attr:`admit` let in ends."""
         self._servers: list[asyncio.Server] = []
         self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` began: new association requests are rejected."""
+        return self._closing
+
+    def notify(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every observer that has it; a failing observer is logged."""
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            try:
+                method(*args)
+            except Exception:
+                log.exception("listener observer %r failed on %s", observer, event)
 
     # -- handlers ------------------------------------------------------------------------
     def handle(self, command_field: int, handler: Handler) -> None:
@@ -428,11 +492,14 @@ class Listener:
         ip_type: IPType = IPType.IPV4,
         *,
         ssl: SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """Bind and start accepting (LEADTOOLS ``Listen``); see the module docstring.
 
         ``ssl`` (see :func:`dicomnet.tls.server_context`) serves DICOM over TLS;
         each handshake has ``limits.tls_handshake_timeout`` to finish.
+        ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
+        same port and the kernel spreads connections among them.
         """
         loop = asyncio.get_running_loop()
         port = host_port
@@ -440,6 +507,8 @@ class Listener:
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
                 sock.bind((address, port))
@@ -479,8 +548,12 @@ class Listener:
         self._closing = True
         for server in self._servers:
             server.close()
-        pending = [a.finished for a in self.associations if not a.finished.done()]
-        if pending:
+        # Only accepted associations have work to finish; a connection that has
+        # not (or not successfully) asked for one is closed at once.
+        pending = [
+            a.finished for a in self.associations if a.accept is not None and not a.finished.done()
+        ]
+        if pending and timeout > 0:
             await asyncio.wait(pending, timeout=timeout)
         for association in list(self.associations):
             protocol = association.protocol

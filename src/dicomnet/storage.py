@@ -33,12 +33,14 @@ import logging
 import mmap
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dicomnet.association import IncomingRequest
+from dicomnet.events import StoreObserver, report_store
 from dicomnet.header import read_file_attributes
 from dicomnet.part10 import encode_file_meta
 from dicomnet.uids import is_valid_uid
@@ -154,6 +156,8 @@ class StoreSink:
         self.fsync = fsync
         self.error: BaseException | None = None
         self.committing = False
+        self.started = time.monotonic()
+        """When the dataset began to arrive, for the C-STORE's duration."""
         self.size = 0
         self.hashes = digest
         self._sha256 = ""
@@ -350,6 +354,8 @@ class FolderStorage:
         self._pid = os.getpid()
         self.stored: list[StoredInstance] = []
         self.keep_records = False
+        self.observers: list[StoreObserver] = []
+        """Told of every C-STORE answered (:mod:`dicomnet.events`)."""
         self._temp_names = itertools.count()
         remove_leftovers(self.incoming)
 
@@ -454,8 +460,14 @@ class FolderStorage:
 
     async def handle(self, request: IncomingRequest) -> int:
         """The C-STORE handler: commit the sink's file, then answer."""
+        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
         outcome = await self.store(request)
-        return outcome if isinstance(outcome, int) else self.status_of(outcome)
+        if isinstance(outcome, int):
+            report_store(self.observers, request, outcome, None, started)
+            return outcome
+        status = self.status_of(outcome)
+        report_store(self.observers, request, status, outcome, started)
+        return status
 
     def status_of(self, record: StoredInstance) -> int:
         """The C-STORE status of a stored instance under the duplicate policy."""
@@ -591,10 +603,12 @@ def _running(pid: int) -> bool:
 class _Refused:
     """A sink that drops a dataset the command already disqualified."""
 
-    __slots__ = ("status",)
+    __slots__ = ("size", "started", "status")
 
     def __init__(self, status: int) -> None:
         self.status = status
+        self.size = 0
+        self.started = time.monotonic()
 
     def write(self, fragment: Any) -> None:
-        return None
+        self.size += len(fragment)

@@ -1,0 +1,27 @@
+"""What every ``dicomnet`` command shares: the event loop it runs on and how it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn
+
+import click
+
+__all__ = ["fail", "run"]
+
+
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run on uvloop when it is installed (``dicomnet[speed]``), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on standard error saying why, and a non-zero exit."""
+    click.echo(f"dicomnet: {message}", err=True)
+    sys.exit(code)
