@@ -69,6 +69,10 @@ class Archive:
         The archive folder; the index is ``folder/index.sqlite``.
     fsync : bool
         Make each instance durable before answering (default).
+    index : str, optional
+        A ``postgresql://`` URL: index into that database instead of
+        ``folder/index.sqlite``, so that listeners on several machines sharing
+        the folder share one index (``docs/deployment.md``).
     duplicates : "keep", "replace" or "reject"
         The policy for a SOP Instance UID stored already
         (:class:`dicomnet.storage.FolderStorage`); the index decides across
@@ -76,13 +80,21 @@ class Archive:
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, fsync: bool = True, duplicates: str = "keep"
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        duplicates: str = "keep",
+        index: str | None = None,
     ) -> None:
-        self.folder = Path(folder)
+        # Absolute: the index records each file's path, which must not depend
+        # on the working directory of whoever reads it (C-MOVE, verify, a
+        # listener on another machine sharing the folder at the same mount).
+        self.folder = Path(folder).absolute()
         self.storage = FolderStorage(
             self.folder, fsync=fsync, layout="study", duplicates=duplicates, attribute_tags=TAGS
         )
-        self.index = ArchiveIndex(self.folder / INDEX_NAME, durable=fsync)
+        self.index = ArchiveIndex(index or self.folder / INDEX_NAME, durable=fsync)
 
     def attach(
         self, listener: Any, *, commitment_destinations: dict[str, Any] | None = None

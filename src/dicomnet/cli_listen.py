@@ -81,6 +81,11 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     help="Store files only: no SQLite index, no C-FIND, C-MOVE or C-GET.",
 )
 @click.option(
+    "--index",
+    metavar="URL",
+    help="Index into this PostgreSQL database (postgresql://...) instead of DIR/index.sqlite.",
+)
+@click.option(
     "--duplicates",
     type=click.Choice(["keep", "replace", "reject"]),
     default="keep",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dicomnet.index_db import SQLITE_SCHEMA, Database, is_database_url, open_database
 from dicomnet.matching import key_text, matches
 
 __all__ = [
@@ -90,35 +90,8 @@ UNIQUE_KEY = {
     "IMAGE": "SOPInstanceUID",
 }
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS patients (
-    pk INTEGER PRIMARY KEY,
-    patient_id TEXT NOT NULL,
-    patient_name TEXT, birth_date TEXT, sex TEXT,
-    UNIQUE (patient_id, patient_name)
-);
-CREATE TABLE IF NOT EXISTS studies (
-    study_uid TEXT PRIMARY KEY,
-    patient_pk INTEGER NOT NULL REFERENCES patients (pk),
-    study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT,
-    study_description TEXT, referring_physician TEXT
-);
-CREATE TABLE IF NOT EXISTS series (
-    series_uid TEXT PRIMARY KEY,
-    study_uid TEXT NOT NULL REFERENCES studies (study_uid),
-    modality TEXT, series_number TEXT, series_description TEXT, body_part TEXT
-);
-CREATE TABLE IF NOT EXISTS instances (
-    sop_instance_uid TEXT PRIMARY KEY,
-    series_uid TEXT NOT NULL REFERENCES series (series_uid),
-    sop_class_uid TEXT NOT NULL, instance_number TEXT,
-    path TEXT NOT NULL, size INTEGER NOT NULL, transfer_syntax TEXT NOT NULL,
-    sha256 TEXT NOT NULL, stored_at REAL NOT NULL, source_ae_title TEXT
-);
-CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_pk);
-CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
-CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);
-"""
+SCHEMA = SQLITE_SCHEMA
+"""The index's tables, as created in SQLite (:mod:`dicomnet.index_db`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +142,10 @@ def entry_from_file(
     return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
 
 
+INSERT_ATTEMPTS = 3
+RETRYABLE = frozenset({"40001", "40P01"})
+"""PostgreSQL serialization failure and deadlock: the transaction is tried again."""
+
 _UPDATE_STUDY = (
     "UPDATE SET patient_pk = excluded.patient_pk, study_date = excluded.study_date,"
     " study_time = excluded.study_time, accession_number = excluded.accession_number,"
@@ -194,18 +171,21 @@ class ArchiveIndex:
 
     Parameters
     ----------
-    path : path
-        The database file (created with its schema if missing).
+    path : path or URL
+        The SQLite file (created with its schema if missing), or a
+        ``postgresql://`` URL (:mod:`dicomnet.index_db`).
     durable : bool
-        ``synchronous=FULL``: a commit survives a power loss (default). False
-        runs ``synchronous=NORMAL``, for an archive that chose ``--fsync never``.
+        A commit survives a power loss (default). False is for an archive
+        that chose ``--fsync never``.
     """
 
     def __init__(self, path: str | Path, *, durable: bool = True) -> None:
-        self.path = Path(path)
+        self.location = str(path)
+        self.path = None if is_database_url(path) else Path(path)
+        """The SQLite file, or None for PostgreSQL."""
         self.durable = durable
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
-        self._db: sqlite3.Connection | None = None
+        self._db: Database | None = None
         self._pending: list[tuple[_Item, bool, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
         self._flushing = False
@@ -213,18 +193,9 @@ class ArchiveIndex:
         """Committed transactions, for tests and metrics (group commit shows as fewer)."""
 
     # -- the worker thread ---------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Database:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # timeout: writers of other processes sharing the folder (--workers) wait
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=60.0
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(SCHEMA)
-            self._db = db
+            self._db = open_database(self.location, durable=self.durable)
         return self._db
 
     async def _call(self, function: Any, *args: Any) -> Any:
@@ -298,7 +269,7 @@ class ArchiveIndex:
                     loop.call_soon_threadsafe(_settle, done, None, exc)
             try:
                 previous = self._insert(entries) if entries else []
-            except (sqlite3.Error, OSError) as exc:
+            except Exception as exc:  # sqlite3, psycopg and OS errors alike
                 for done in waiting:
                     loop.call_soon_threadsafe(_settle, done, None, exc)
                 continue
@@ -307,18 +278,23 @@ class ArchiveIndex:
 
     def _insert(self, entries: list[tuple[IndexEntry, bool]]) -> list[str | None]:
         db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            previous = [self._insert_one(db, entry, replace) for entry, replace in entries]
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self.transactions += 1
-        return previous
+        for attempt in range(INSERT_ATTEMPTS):
+            db.begin()
+            try:
+                previous = [self._insert_one(db, entry, replace) for entry, replace in entries]
+                db.commit()
+            except Exception as exc:
+                db.rollback()
+                # Listeners sharing a PostgreSQL index may deadlock on one patient.
+                if getattr(exc, "sqlstate", None) in RETRYABLE and attempt + 1 < INSERT_ATTEMPTS:
+                    continue
+                raise
+            self.transactions += 1
+            return previous
+        raise AssertionError("unreachable")
 
     @staticmethod
-    def _insert_one(db: sqlite3.Connection, entry: IndexEntry, replace: bool) -> str | None:
+    def _insert_one(db: Database, entry: IndexEntry, replace: bool) -> str | None:
         a = entry.attributes
         db.execute(
             "INSERT INTO patients (patient_id, patient_name, birth_date, sex) VALUES (?, ?, ?, ?)"
@@ -330,7 +306,7 @@ class ArchiveIndex:
             (a["PatientID"], a["PatientName"]),
         ).fetchone()
         db.execute(
-            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO "
+            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO "
             + (_UPDATE_STUDY if replace else "NOTHING"),
             (
                 a["StudyInstanceUID"], patient_pk, a["StudyDate"], a["StudyTime"],
@@ -339,7 +315,7 @@ class ArchiveIndex:
             ),
         )  # fmt: skip
         db.execute(
-            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO "
+            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO "
             + (_UPDATE_SERIES if replace else "NOTHING"),
             (
                 a["SeriesInstanceUID"], a["StudyInstanceUID"], a["Modality"],
@@ -413,7 +389,7 @@ class ArchiveIndex:
         ][: depth + 1]
         alias = {"PATIENT": "p", "STUDY": "st", "SERIES": "se", "IMAGE": "i"}
         selected = [
-            f"{alias[lvl]}.{column} AS {kw}"
+            f'{alias[lvl]}.{column} AS "{kw}"'
             for kw, (lvl, column, _) in ATTRIBUTES.items()
             if LEVELS.index(lvl) <= depth
         ]

@@ -56,6 +56,7 @@ class ServiceConfig:
     ignore: bool = False
     no_index: bool = False
     duplicates: str = "keep"
+    index: str | None = None
     move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     commitment_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     worklist: str | None = None
@@ -208,7 +209,10 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
     from dicomnet.archive import Archive
 
     archive = Archive(
-        config.directory, fsync=config.fsync == "always", duplicates=config.duplicates
+        config.directory,
+        fsync=config.fsync == "always",
+        duplicates=config.duplicates,
+        index=config.index,
     )
     archive.attach(
         listener,
