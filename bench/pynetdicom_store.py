@@ -60,7 +60,7 @@ def send(port: int, folder: Path) -> None:
     if not assoc.is_established:
         sys.exit("association failed")
     failed = 0
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.rglob("*.dcm")):
         status = assoc.send_c_store(path)
         if not status or int(status.Status) != 0:
             failed += 1

@@ -53,15 +53,31 @@ SETS = {"small": (2000, 256), "ct": (500, 512), "large": (4, 7071)}
 """name: (instances, rows = columns of 16-bit pixels)."""
 
 
+SERIES_SIZE = 100
+"""Instances per series, two series per study: a set arrives as a modality sends it."""
+
+PARTS = 8
+"""Subfolders a set is spread over, one per association of an xN sender that
+takes a folder each (DCMTK's storescu)."""
+
+
 def make_set(folder: Path, count: int, pixels: int) -> int:
     folder.mkdir(parents=True)
+    for part in range(PARTS):
+        (folder / f"part{part}").mkdir()
     pixel_data = bytes(range(256)) * (pixels * pixels * 2 // 256) + bytes(pixels * pixels * 2 % 256)
     total = 0
+    study = series = ""
     for index in range(count):
+        if index % SERIES_SIZE == 0:
+            series = generate_uid()
+            if index % (2 * SERIES_SIZE) == 0:
+                study = generate_uid()
         ds = Dataset()
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID = ds.SeriesInstanceUID = generate_uid()
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
         ds.PatientName = f"BENCH^{index}"
         ds.PatientID = "BENCH"
         ds.Modality = "CT"
@@ -75,7 +91,7 @@ def make_set(folder: Path, count: int, pixels: int) -> int:
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"{index:05d}.dcm"
+        path = folder / f"part{index % PARTS}" / f"{index:05d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         total += path.stat().st_size
     return total
@@ -123,7 +139,7 @@ def receiver_command(kind: str, port: int, out: Path) -> list[str]:
 
 def sender_command(kind: str, port: int, files: Path) -> list[str]:
     if kind == "storescu":
-        return ["/usr/bin/storescu", "+sd", "127.0.0.1", str(port), str(files)]
+        return ["/usr/bin/storescu", "+sd", "+r", "127.0.0.1", str(port), str(files)]
     if kind == "pynetdicom":
         return [sys.executable, str(HERE / "pynetdicom_store.py"), "scu", str(port), str(files)]
     associations = kind.split("x")[1] if "x" in kind else "1"
