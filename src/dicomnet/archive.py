@@ -55,6 +55,9 @@ log = logging.getLogger("dicomnet.archive")
 INDEX_NAME = "index.sqlite"
 """The index's file name inside the archive folder."""
 
+PREFETCH = 8
+"""Temporary files kept ready (:class:`dicomnet.storage.FolderStorage`)."""
+
 OUT_OF_RESOURCES = 0xA700
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 PENDING = 0xFF00
@@ -92,7 +95,12 @@ class Archive:
         # listener on another machine sharing the folder at the same mount).
         self.folder = Path(folder).absolute()
         self.storage = FolderStorage(
-            self.folder, fsync=fsync, layout="study", duplicates=duplicates, attribute_tags=TAGS
+            self.folder,
+            fsync=fsync,
+            layout="study",
+            duplicates=duplicates,
+            attribute_tags=TAGS,
+            prefetch=PREFETCH,
         )
         self.index = ArchiveIndex(index or self.folder / INDEX_NAME, durable=fsync)
 
@@ -119,6 +127,7 @@ class Archive:
         ).attach(listener)
 
     async def close(self) -> None:
+        self.storage.close()
         await self.index.close()
 
     # -- C-STORE -------------------------------------------------------------------------

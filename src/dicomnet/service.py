@@ -144,7 +144,7 @@ async def serve(
     )
     listener.admit, listener.release = admit, release
     listener.observers.append(AssociationLog())
-    storage, archive = _storage(config, listener)
+    storage, to_close = _storage(config, listener)
     event_log = EventLog(config.event_log) if config.event_log else None
     if event_log is not None:
         storage.observers.append(event_log)
@@ -175,8 +175,10 @@ async def serve(
         await listener.close(timeout=config.shutdown_timeout)
     finally:
         await listener.close(timeout=0)
-        if archive is not None:
-            await archive.close()
+        if to_close is not None:
+            closed = to_close.close()
+            if asyncio.iscoroutine(closed):
+                await closed
         if event_log is not None:
             event_log.close()
         if metrics_server is not None:
@@ -188,7 +190,7 @@ def _limits(config: ServiceConfig) -> ListenerLimits:
 
 
 def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
-    """The C-STORE side: (storage with ``observers``, the archive or None)."""
+    """The C-STORE side: (storage with ``observers``, what to close at the end or None)."""
     if config.ignore:
         from dicomnet.discard import DiscardStorage
 
@@ -203,9 +205,10 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
             fsync=config.fsync == "always",
             layout="study",
             duplicates=config.duplicates,
+            prefetch=8,
         )
         folder.attach(listener)
-        return folder, None
+        return folder, folder
     from dicomnet.archive import Archive
 
     archive = Archive(
