@@ -186,9 +186,10 @@ def store(
 def _add_query_commands() -> None:
     from dicomnet.cli_commit import commit
     from dicomnet.cli_listen import listen
+    from dicomnet.cli_maintenance import archive
     from dicomnet.cli_query import find, get, move
 
-    for command in (listen, find, move, get, commit):
+    for command in (listen, archive, find, move, get, commit):
         main.add_command(command)
 
 
