@@ -53,6 +53,24 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option(
     "--max-associations", default=64, show_default=True, help="0 = no cap; across --workers."
 )
+@click.option(
+    "--max-associations-per-ae",
+    default=0,
+    show_default=True,
+    help="Per calling AE title; 0 = no cap.",
+)
+@click.option(
+    "--max-associations-per-address",
+    default=0,
+    show_default=True,
+    help="Per peer IP address; 0 = no cap.",
+)
+@click.option(
+    "--idle-timeout",
+    default=300.0,
+    show_default=True,
+    help="Abort an association whose peer sends no whole PDU for this long (0 = never).",
+)
 @click.option("--backlog", default=128, show_default=True, help="listen() backlog.")
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet.")
 @click.option(

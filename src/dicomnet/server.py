@@ -33,6 +33,7 @@ AE title of :attr:`Listener.move_destinations`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import itertools
 import logging
@@ -109,6 +110,18 @@ class ListenerLimits:
         Requests of one association served concurrently (async window).
     tls_handshake_timeout : float
         Seconds a TLS peer has to finish its handshake after the accept.
+    max_associations_per_calling_ae : int
+        Associations one calling AE title may hold at once (0 = no cap).
+    max_associations_per_address : int
+        Associations one peer IP address may hold at once (0 = no cap).
+    idle_timeout : float
+        Seconds an established association may go without a complete PDU
+        from its peer while none of its requests is being served; then it is
+        aborted (A-ABORT). Bytes trickled without completing a PDU do not
+        count as activity. 0 = never.
+
+    Over any cap, a request is rejected with A-ASSOCIATE-RJ (2, 3, 2):
+    transient, local limit exceeded.
     """
 
     max_associations: int = 64
@@ -116,6 +129,9 @@ class ListenerLimits:
     artim_timeout: float = 30.0
     max_operations_performed: int = 16
     tls_handshake_timeout: float = 10.0
+    max_associations_per_calling_ae: int = 0
+    max_associations_per_address: int = 0
+    idle_timeout: float = 300.0
 
 
 class ServerAssociation(Association):
@@ -137,6 +153,16 @@ class ServerAssociation(Association):
         self.bytes = 0
         """Dataset bytes of those instances."""
         self._reported = False
+
+    @property
+    def peer_host(self) -> str:
+        """The peer's IP address, or "" before the connection is made."""
+        peername = self.protocol.peername if self.protocol is not None else None
+        return str(peername[0]) if peername else ""
+
+    def busy(self) -> bool:
+        """Whether a request of this association is being served (not idle)."""
+        return bool(self._handler_tasks)
 
     @property
     def peer(self) -> str:
@@ -173,7 +199,8 @@ class ServerAssociation(Association):
         self.request = rq
         cap = listener.limits.max_associations
         answer: AssociateAC | AssociateRJ | None = None
-        if listener.closing or (cap and listener.association_count >= cap):
+        over = listener.over_limit(rq.calling_ae_title.strip(), self.peer_host)
+        if listener.closing or (cap and listener.association_count >= cap) or over:
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
                 "rejecting %s from %s: %d associations open",
@@ -204,6 +231,7 @@ class ServerAssociation(Association):
             protocol.connection.accept(answer)
             self.counted = True
             listener.association_count += 1
+            listener.count(self, 1)
             protocol.assembler.context_ids = set(self.negotiated.contexts)
             if not self.established.done():
                 self.established.set_result(self)
@@ -224,6 +252,7 @@ class ServerAssociation(Association):
         if self.counted:
             self.counted = False
             self.listener.association_count -= 1
+            self.listener.count(self, -1)
         if self.admitted:
             self.admitted = False
             if self.listener.release is not None:
@@ -352,6 +381,35 @@ class Listener:
         """Called when an association :attr:`admit` let in ends."""
         self._servers: list[asyncio.Server] = []
         self._closing = False
+        self._per_ae: collections.Counter[str] = collections.Counter()
+        self._per_address: collections.Counter[str] = collections.Counter()
+
+    def over_limit(self, calling_ae_title: str, address: str) -> bool:
+        """Whether one more association of this AE title or address passes a cap."""
+        limits = self.limits
+        per_ae, per_address = (
+            limits.max_associations_per_calling_ae,
+            limits.max_associations_per_address,
+        )
+        if per_ae and self._per_ae[calling_ae_title] >= per_ae:
+            log.info("rejecting %s: %d associations of this AE title", calling_ae_title, per_ae)
+            return True
+        if per_address and self._per_address[address] >= per_address:
+            log.info(
+                "rejecting %s: %d associations from %s", calling_ae_title, per_address, address
+            )
+            return True
+        return False
+
+    def count(self, association: ServerAssociation, change: int) -> None:
+        """Count an association in (1) or out (-1) of its AE title's and address's caps."""
+        for counter, key in (
+            (self._per_ae, association.calling_ae_title.strip()),
+            (self._per_address, association.peer_host),
+        ):
+            counter[key] += change
+            if counter[key] <= 0:
+                del counter[key]
 
     @property
     def closing(self) -> bool:
@@ -529,7 +587,12 @@ class Listener:
     def _protocol_factory(self) -> DicomProtocol:
         association = ServerAssociation(self)
         connection = ul.Connection(ul.Role.ACCEPTOR, max_pdu_length=self.limits.max_pdu_length)
-        protocol = DicomProtocol(connection, association, artim_timeout=self.limits.artim_timeout)
+        protocol = DicomProtocol(
+            connection,
+            association,
+            artim_timeout=self.limits.artim_timeout,
+            idle_timeout=self.limits.idle_timeout,
+        )
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))

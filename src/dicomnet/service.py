@@ -70,6 +70,9 @@ class ServiceConfig:
     metrics_host: str = "0.0.0.0"
     event_log: str | None = None
     shutdown_timeout: float = 30.0
+    max_associations_per_ae: int = 0
+    max_associations_per_address: int = 0
+    idle_timeout: float = 300.0
 
 
 def parse_ae_table(entries: Any, what: str) -> dict[str, tuple[str, int]]:
@@ -186,7 +189,12 @@ async def serve(
 
 
 def _limits(config: ServiceConfig) -> ListenerLimits:
-    return ListenerLimits(max_associations=config.max_associations)
+    return ListenerLimits(
+        max_associations=config.max_associations,
+        max_associations_per_calling_ae=config.max_associations_per_ae,
+        max_associations_per_address=config.max_associations_per_address,
+        idle_timeout=config.idle_timeout,
+    )
 
 
 def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:

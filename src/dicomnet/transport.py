@@ -83,14 +83,25 @@ class DicomProtocol(asyncio.BufferedProtocol):
         Receives events and messages.
     artim_timeout : float
         Seconds of the ARTIM timer (PS3.8 9.1.5).
+    idle_timeout : float
+        Seconds an established association may go without a complete PDU
+        from the peer while the owner is not ``busy()``; then it is aborted.
+        0 = never. A trickle of bytes that completes no PDU is not activity,
+        so a slow-drip peer is cut off too.
     """
 
     def __init__(
-        self, connection: ul.Connection, owner: ProtocolOwner, *, artim_timeout: float = 30.0
+        self,
+        connection: ul.Connection,
+        owner: ProtocolOwner,
+        *,
+        artim_timeout: float = 30.0,
+        idle_timeout: float = 0.0,
     ) -> None:
         self.connection = connection
         self.owner = owner
         self.artim_timeout = artim_timeout
+        self.idle_timeout = idle_timeout
         self.transport: asyncio.Transport | None = None
         self.assembler = Assembler()
         self.assembler.on_command = self._dataset_sink
@@ -101,6 +112,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._can_write.set()
         self.peername: Any = None
         self._open_sink: Any = None
+        self._last_pdu = self._loop.time()
+        self._idle: asyncio.TimerHandle | None = None
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,6 +122,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
         set_nodelay(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.connection.connection_made()
+        if self.idle_timeout > 0:
+            self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
         self._process()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -123,6 +138,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_artim()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         self._discard_open_sink()
         self._can_write.set()
         self.connection.connection_lost()
@@ -144,6 +162,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
             event = connection.next_event()
             if event is None:
                 break
+            self._last_pdu = self._loop.time()
             if type(event) is ul.PDataReceived:
                 try:
                     messages = self.assembler.feed(event.body)
@@ -199,6 +218,25 @@ class DicomProtocol(asyncio.BufferedProtocol):
                 self._artim = self._loop.call_later(self.artim_timeout, self._artim_fired)
         else:
             self._cancel_artim()
+
+    def _idle_check(self) -> None:
+        """Abort an established association whose peer has gone quiet; else look again later."""
+        self._idle = None
+        quiet = self._loop.time() - self._last_pdu
+        busy = getattr(self.owner, "busy", None)
+        if busy is not None and busy():
+            self._idle = self._loop.call_later(min(self.idle_timeout, 1.0), self._idle_check)
+            return
+        if quiet < self.idle_timeout:
+            self._idle = self._loop.call_later(self.idle_timeout - quiet, self._idle_check)
+            return
+        if self.connection.state in ul.ESTABLISHED_STATES:
+            log.warning("aborting association with %s: idle for %.0f s", self.peername, quiet)
+            self._discard_open_sink()
+            self.connection.abort()
+            self.flush()
+        elif self.transport is not None and not self.transport.is_closing():
+            self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
 
     def _artim_fired(self) -> None:
         self._artim = None
