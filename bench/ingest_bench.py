@@ -39,9 +39,11 @@ from store_bench import (
     ENV,
     PARTS,
     SETS,
+    count_stored,
     dicomnet_cli,
     free_port,
     make_set,
+    stop,
     wait_port,
 )
 
@@ -105,23 +107,12 @@ def one_run(row: Row, files: Path, count: int, work: Path) -> float:
             if client.returncode != 0:
                 raise RuntimeError(f"{row.name}: sender failed: {error.decode()[-500:]}")
         seconds = time.perf_counter() - start
-        stored = sum(
-            1
-            for p in out.rglob("*")
-            if p.is_file()
-            and not p.name.startswith((".", "index.sqlite"))
-            and ".incoming" not in p.parts
-        )
+        stored = count_stored(out)
         if stored != count:
             raise RuntimeError(f"{row.name}: {stored} files received, {count} sent")
         return seconds
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        stop(server)
 
 
 def rows_for(associations: int) -> list[Row]:

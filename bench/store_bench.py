@@ -149,6 +149,27 @@ def sender_command(kind: str, port: int, files: Path) -> list[str]:
     )  # fmt: skip
 
 
+def count_stored(out: Path) -> int:
+    """Instances a receiver wrote: files outside hidden names and the index."""
+    return sum(
+        1
+        for p in out.rglob("*")
+        if p.is_file()
+        and not p.name.startswith((".", "index.sqlite"))
+        and ".incoming" not in p.parts
+    )
+
+
+def stop(receiver: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within a minute."""
+    receiver.terminate()
+    try:
+        receiver.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        receiver.kill()
+        receiver.wait(timeout=30)
+
+
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -211,21 +232,12 @@ def one_run(pair: Pair, files: Path, count: int, work: Path) -> Run:
         receiver_cpu = proc_cpu_seconds(receiver.pid)
         receiver_rss = proc_peak_rss_mb(receiver.pid)
         if "ignore" not in pair.receiver:
-            stored = sum(
-                1
-                for p in out.rglob("*")
-                if p.is_file() and not p.name.startswith((".", "index.sqlite"))
-            )
+            stored = count_stored(out)
             if stored != count:
                 raise RuntimeError(f"{pair.name}: {stored} files received, {count} sent")
         return Run(seconds, usage.ru_utime + usage.ru_stime, receiver_cpu, receiver_rss)
     finally:
-        receiver.terminate()
-        try:
-            receiver.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            receiver.wait(timeout=30)
+        stop(receiver)
         # ``out`` stays until the end of the run (see the module docstring).
 
 
