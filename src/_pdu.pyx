@@ -345,7 +345,10 @@ cdef void fragment_into(list buffers, int context_id, memoryview data, int contr
 cdef class Assembler:
     cdef public object on_command
     cdef public object context_ids
+    cdef public Py_ssize_t max_dataset_length
+    cdef public Py_ssize_t max_buffered_dataset_length
     cdef Py_ssize_t _max_command_length
+    cdef Py_ssize_t _received
     cdef int _context_id
     cdef bytearray _command_bytes
     cdef object _command
@@ -360,7 +363,10 @@ cdef class Assembler:
             raise ValueError(f"max_command_length must be >= 0, not {max_command_length}")
         self.on_command = None
         self.context_ids = None
+        self.max_dataset_length = 0
+        self.max_buffered_dataset_length = 0
         self._max_command_length = max_command_length
+        self._received = 0
         self._context_id = -1
         self._command_bytes = bytearray()
         self._command = None
@@ -454,6 +460,7 @@ cdef class Assembler:
         self._command = command
         self._sink = self.on_command(context_id, command) if self.on_command is not None else None
         self._dataset_length = 0
+        self._received = 0
         return None
 
     cdef object _dataset_fragment(self, int context_id, int control, memoryview view,
@@ -464,6 +471,10 @@ cdef class Assembler:
         if command is None:
             raise PDVError("dataset fragment before the last command fragment (PS3.8 E.1)")
         sink = self._sink
+        self._received += length
+        limit = self.max_dataset_length if sink is not None else self.max_buffered_dataset_length
+        if limit and self._received > limit:
+            raise PDVError(f"dataset longer than {limit} bytes")
         if sink is not None:
             sink.write(view[start:start + length])
         else:

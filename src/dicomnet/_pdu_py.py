@@ -551,6 +551,11 @@ class Assembler:
         When set, a PDV on any other presentation context ID raises
         :class:`~dicomnet.errors.PDVError` (PS3.8 Annex E: only accepted
         contexts carry data).
+    max_dataset_length : int
+        Largest dataset written to a sink, in bytes (0 = no limit): a peer
+        that never sets the last-fragment bit is stopped here.
+    max_buffered_dataset_length : int
+        Largest dataset gathered in memory, in bytes (0 = no limit).
     """
 
     def __init__(self, max_command_length: int = 65536) -> None:
@@ -558,7 +563,10 @@ class Assembler:
             raise ValueError(f"max_command_length must be >= 0, not {max_command_length}")
         self.on_command: Callable[[int, dict[int, object]], _DatasetSink | None] | None = None
         self.context_ids: Container[int] | None = None
+        self.max_dataset_length = 0
+        self.max_buffered_dataset_length = 0
         self._max_command_length = max_command_length
+        self._received = 0
         self._context_id = -1
         """Context ID of the message in progress, -1 between messages."""
         self._command_bytes = bytearray()
@@ -666,6 +674,7 @@ class Assembler:
             return context_id, command, None
         self._command = command
         self._sink = self.on_command(context_id, command) if self.on_command is not None else None
+        self._received = 0
         return None
 
     def _dataset_fragment(
@@ -675,6 +684,10 @@ class Assembler:
         if command is None:
             raise PDVError("dataset fragment before the last command fragment (PS3.8 E.1)")
         sink = self._sink
+        self._received += len(fragment)
+        limit = self.max_dataset_length if sink is not None else self.max_buffered_dataset_length
+        if limit and self._received > limit:
+            raise PDVError(f"dataset longer than {limit} bytes")
         if sink is not None:
             sink.write(fragment)
         else:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from dicomnet.cli_common import BYTE_SIZE
 from dicomnet.cli_common import fail as _fail
 from dicomnet.cli_common import run as _run
 from dicomnet.service import IP_TYPES, ServiceConfig, load_config, parse_ae_table, serve
@@ -70,6 +71,59 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     default=300.0,
     show_default=True,
     help="Abort an association whose peer sends no whole PDU for this long (0 = never).",
+)
+@click.option(
+    "--max-pdu-length",
+    default=262144,
+    show_default=True,
+    type=click.IntRange(0, 1 << 26),
+    help="Our Maximum Length Received; a larger incoming PDU aborts (0 = no limit).",
+)
+@click.option(
+    "--max-dataset-size",
+    default="8G",
+    show_default=True,
+    type=BYTE_SIZE,
+    help="Largest dataset stored; a longer one aborts its association (0 = no limit).",
+)
+@click.option(
+    "--max-buffered-dataset-size",
+    default="512M",
+    show_default=True,
+    type=BYTE_SIZE,
+    help="Largest dataset held in memory (identifiers, N-service datasets).",
+)
+@click.option(
+    "--max-presentation-contexts",
+    default=128,
+    show_default=True,
+    type=click.IntRange(1, 128),
+    help="Contexts in one association request; more is rejected.",
+)
+@click.option(
+    "--artim-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds a connection has to send its association request.",
+)
+@click.option(
+    "--tls-handshake-timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds a TLS peer has to finish its handshake.",
+)
+@click.option(
+    "--dimse-timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a peer's response to our request (C-GET/C-MOVE "
+    "sub-operations, N-EVENT-REPORT); 0 = never.",
+)
+@click.option(
+    "--write-timeout",
+    default=60.0,
+    show_default=True,
+    help="Drop a peer that reads nothing we send for this long (0 = never).",
 )
 @click.option("--backlog", default=128, show_default=True, help="listen() backlog.")
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet.")

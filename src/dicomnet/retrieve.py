@@ -410,6 +410,8 @@ async def _move(
         except (OSError, Part10Error, AttributeError, ValueError) as exc:
             log.info("C-MOVE cannot read %s: %s", source, exc)
             counters.record(None, "")  # no UID to list for an unreadable file
+    options = dict(connect_options or {})
+    options.setdefault("timeouts", getattr(request.association, "timeouts", None))
     try:
         association = await connect(
             destination.host,
@@ -418,7 +420,7 @@ async def _move(
             calling_ae_title=calling_ae_title,
             contexts=storage_contexts((c, ts) for c, _, ts in identities),
             max_operations_invoked=destination.max_operations_invoked,
-            **(connect_options or {}),
+            **options,
         )
     except (DicomNetError, ValueError) as exc:
         log.info("C-MOVE destination %s unreachable: %s", message.move_destination, exc)

@@ -49,6 +49,7 @@ from dicomnet.association import Association, Handler, RequestTimeouts
 from dicomnet.dimse import CommandField
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.negotiation import (
+    MAX_PRESENTATION_CONTEXTS,
     AcceptorPolicy,
     SupportedContext,
     accepted_by_acceptor,
@@ -119,6 +120,23 @@ class ListenerLimits:
         from its peer while none of its requests is being served; then it is
         aborted (A-ABORT). Bytes trickled without completing a PDU do not
         count as activity. 0 = never.
+    max_dataset_size : int
+        Bytes of one dataset streamed to a dataset sink (the archive's C-STORE
+        files); past it the dataset is discarded and the association aborted
+        (A-ABORT, invalid parameter value). 0 = no limit.
+    max_buffered_dataset_size : int
+        Bytes of one dataset gathered in memory (identifiers, N-service
+        datasets, C-STORE datasets of a handler without a sink), with the
+        same ending. 0 = no limit.
+    dimse_timeout : float
+        Seconds the listener waits for the peer's response to a request of
+        its own (C-STORE sub-operations of C-GET and C-MOVE, N-EVENT-REPORT),
+        first and between pendings; the request then fails. 0 = never.
+    write_timeout : float
+        Seconds a write may stay blocked on a peer that does not read (the
+        send buffer full); then the connection is dropped. 0 = never.
+    max_presentation_contexts : int
+        Presentation contexts in one request, 1-128; more is rejected (1, 1, 1).
 
     Over any cap, a request is rejected with A-ASSOCIATE-RJ (2, 3, 2):
     transient, local limit exceeded.
@@ -132,6 +150,18 @@ class ListenerLimits:
     max_associations_per_calling_ae: int = 0
     max_associations_per_address: int = 0
     idle_timeout: float = 300.0
+    max_dataset_size: int = 8 << 30
+    max_buffered_dataset_size: int = 512 << 20
+    dimse_timeout: float = 60.0
+    write_timeout: float = 60.0
+    max_presentation_contexts: int = MAX_PRESENTATION_CONTEXTS
+
+    def request_timeouts(self) -> RequestTimeouts:
+        """The timeouts of the listener's own requests, from these limits."""
+        dimse = self.dimse_timeout or None
+        return RequestTimeouts(
+            send=self.write_timeout or None, first_response=dimse, between_responses=dimse
+        )
 
 
 class ServerAssociation(Association):
@@ -340,7 +370,7 @@ class Listener:
     ) -> None:
         self.ae_title = ae_title
         self.limits = limits or ListenerLimits()
-        self.timeouts = timeouts or RequestTimeouts()
+        self.timeouts = timeouts or self.limits.request_timeouts()
         contexts = list(supported_contexts)
         if not any(c.abstract_syntax == VERIFICATION_SOP_CLASS for c in contexts):
             contexts.insert(0, SupportedContext(VERIFICATION_SOP_CLASS))
@@ -357,6 +387,7 @@ class Listener:
             supported_contexts=tuple(contexts),
             max_pdu_length=self.limits.max_pdu_length,
             max_operations_performed=self.limits.max_operations_performed,
+            max_presentation_contexts=self.limits.max_presentation_contexts,
             accept_any_storage=accept_any_storage or base.accept_any_storage,
         )
         self.handlers: dict[int, Handler] = {}
@@ -592,7 +623,10 @@ class Listener:
             association,
             artim_timeout=self.limits.artim_timeout,
             idle_timeout=self.limits.idle_timeout,
+            write_timeout=self.limits.write_timeout,
         )
+        protocol.assembler.max_dataset_length = self.limits.max_dataset_size
+        protocol.assembler.max_buffered_dataset_length = self.limits.max_buffered_dataset_size
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))

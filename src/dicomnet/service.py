@@ -73,6 +73,14 @@ class ServiceConfig:
     max_associations_per_ae: int = 0
     max_associations_per_address: int = 0
     idle_timeout: float = 300.0
+    max_pdu_length: int = 262144
+    max_dataset_size: int = 8 << 30
+    max_buffered_dataset_size: int = 512 << 20
+    max_presentation_contexts: int = 128
+    artim_timeout: float = 30.0
+    tls_handshake_timeout: float = 10.0
+    dimse_timeout: float = 60.0
+    write_timeout: float = 60.0
 
 
 def parse_ae_table(entries: Any, what: str) -> dict[str, tuple[str, int]]:
@@ -194,6 +202,14 @@ def _limits(config: ServiceConfig) -> ListenerLimits:
         max_associations_per_calling_ae=config.max_associations_per_ae,
         max_associations_per_address=config.max_associations_per_address,
         idle_timeout=config.idle_timeout,
+        max_pdu_length=config.max_pdu_length,
+        max_dataset_size=config.max_dataset_size,
+        max_buffered_dataset_size=config.max_buffered_dataset_size,
+        max_presentation_contexts=config.max_presentation_contexts,
+        artim_timeout=config.artim_timeout,
+        tls_handshake_timeout=config.tls_handshake_timeout,
+        dimse_timeout=config.dimse_timeout,
+        write_timeout=config.write_timeout,
     )
 
 

@@ -88,6 +88,10 @@ class DicomProtocol(asyncio.BufferedProtocol):
         from the peer while the owner is not ``busy()``; then it is aborted.
         0 = never. A trickle of bytes that completes no PDU is not activity,
         so a slow-drip peer is cut off too.
+    write_timeout : float
+        Seconds the write buffer may stay above its high-water mark (a peer
+        that does not read); then the connection is dropped at once, since
+        no PDU, not even an A-ABORT, could get through. 0 = never.
     """
 
     def __init__(
@@ -97,11 +101,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
         *,
         artim_timeout: float = 30.0,
         idle_timeout: float = 0.0,
+        write_timeout: float = 0.0,
     ) -> None:
         self.connection = connection
         self.owner = owner
         self.artim_timeout = artim_timeout
         self.idle_timeout = idle_timeout
+        self.write_timeout = write_timeout
         self.transport: asyncio.Transport | None = None
         self.assembler = Assembler()
         self.assembler.on_command = self._dataset_sink
@@ -114,6 +120,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._open_sink: Any = None
         self._last_pdu = self._loop.time()
         self._idle: asyncio.TimerHandle | None = None
+        self._write_stalled: asyncio.TimerHandle | None = None
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,7 +149,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._idle.cancel()
             self._idle = None
         self._discard_open_sink()
-        self._can_write.set()
+        self._write_resumed()
         self.connection.connection_lost()
         self._process(closing=True)
         if not self.closed.done():
@@ -150,9 +157,27 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._can_write.clear()
+        if self.write_timeout > 0 and self._write_stalled is None:
+            self._write_stalled = self._loop.call_later(self.write_timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
+        self._write_resumed()
+
+    def _write_resumed(self) -> None:
         self._can_write.set()
+        if self._write_stalled is not None:
+            self._write_stalled.cancel()
+            self._write_stalled = None
+
+    def _write_timed_out(self) -> None:
+        self._write_stalled = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.warning(
+                "dropping the connection to %s: it read nothing for %.0f s",
+                self.peername,
+                self.write_timeout,
+            )
+            self.transport.abort()
 
     # -- events ---------------------------------------------------------------------
     def _process(self, *, closing: bool = False) -> None:
