@@ -110,3 +110,38 @@ def test_is_complete_with_encapsulated_pixel_data() -> None:
     data = encode_dataset(ds, EXPLICIT)
     assert is_complete(data, False)
     assert not is_complete(data[:-8], False)  # the sequence delimiter is missing
+
+
+def test_deflated_file_attributes_come_from_a_bounded_window(tmp_path: Path) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from dicomnet.header import read_file_attributes
+
+    ds = ct_dataset(3)
+    path = write_part10(ds, tmp_path / "deflated.dcm", DeflatedExplicitVRLittleEndian)
+    wanted = {0x0020000D: "StudyInstanceUID", 0x00080018: "SOPInstanceUID"}
+    found = read_file_attributes(path, wanted)
+    assert found == {
+        "StudyInstanceUID": ds.StudyInstanceUID,
+        "SOPInstanceUID": ds.SOPInstanceUID,
+    }
+
+
+def test_a_deflate_bomb_is_refused_not_inflated(tmp_path: Path) -> None:
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from dicomnet.header import read_file_attributes
+    from dicomnet.part10 import read_file_meta
+
+    ds = ct_dataset(4)
+    path = write_part10(ds, tmp_path / "bomb.dcm", DeflatedExplicitVRLittleEndian)
+    with path.open("rb") as stream:
+        read_file_meta(stream)
+        meta = path.read_bytes()[: stream.tell()]
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = packer.compress(bytes(1 << 28)) + packer.flush()  # 256 MiB of zeros, ~260 KB
+    path.write_bytes(meta + bomb)
+    with pytest.raises(ValueError, match="deflated dataset"):
+        read_file_attributes(path, {0x00080018: "SOPInstanceUID"})

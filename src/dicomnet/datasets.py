@@ -52,13 +52,30 @@ def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
     return data
 
 
-def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
-    """Decode dataset bytes received under a transfer syntax."""
+MAX_INFLATED_LENGTH = 64 << 20
+"""Largest deflated dataset decoded in memory once inflated (a small stream can
+inflate without bound)."""
+
+
+def decode_dataset(
+    data: bytes | bytearray | memoryview,
+    transfer_syntax: str,
+    *,
+    max_inflated_length: int = MAX_INFLATED_LENGTH,
+) -> Dataset:
+    """Decode dataset bytes received under a transfer syntax.
+
+    Raises ``ValueError`` for a deflated dataset that inflates past
+    ``max_inflated_length`` bytes.
+    """
     from pydicom.filereader import read_dataset
 
     raw: Any = bytes(data)
     if transfer_syntax == DEFLATED:
-        raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        raw = inflater.decompress(raw, max_inflated_length + 1)
+        if len(raw) > max_inflated_length:
+            raise ValueError(f"deflated dataset inflates past {max_inflated_length} bytes")
     implicit, little = transfer_syntax_encoding(transfer_syntax)
     dataset = read_dataset(BytesIO(raw), implicit, little)
     dataset.set_original_encoding(implicit, little)

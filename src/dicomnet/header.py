@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
+from typing import Any
 
 __all__ = ["LITTLE_ENDIAN_SYNTAXES", "is_complete", "read_attributes", "read_file_attributes"]
 
@@ -38,6 +40,11 @@ LITTLE_ENDIAN_SYNTAXES = frozenset(
 endian outside encapsulated pixel data: the ones this module reads."""
 
 HEADER_WINDOW = 64 << 10
+
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+INFLATE_WINDOW = 16 << 20
+"""Bytes of a deflated dataset inflated to find its attributes, and no more: a
+small compressed stream can inflate to terabytes (a deflate bomb)."""
 """Bytes read from the start of a stored dataset to find the wanted attributes."""
 
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
@@ -176,6 +183,8 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
 
     with open(path, "rb") as stream:
         meta = read_file_meta(stream)
+        if meta.transfer_syntax == DEFLATED_SYNTAX:
+            return _read_deflated_attributes(stream, wanted)
         if meta.transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
             window = stream.read(HEADER_WINDOW)
             implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
@@ -187,3 +196,24 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
     keywords = list(wanted.values())
     ds = dcmread(path, stop_before_pixels=True, specific_tags=keywords)
     return {kw: str(ds[kw].value) for kw in keywords if kw in ds and ds[kw].value is not None}
+
+
+def _read_deflated_attributes(stream: Any, wanted: dict[int, str]) -> dict[str, str]:
+    """The wanted attributes from the first :data:`INFLATE_WINDOW` inflated bytes.
+
+    Never inflates the whole dataset (pydicom would); attributes past the
+    window make the dataset unreadable here, which the caller reports.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    window = bytearray()
+    while len(window) < INFLATE_WINDOW and not inflater.eof:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            break
+        window += inflater.decompress(chunk, INFLATE_WINDOW - len(window))
+        while inflater.unconsumed_tail and len(window) < INFLATE_WINDOW:
+            window += inflater.decompress(inflater.unconsumed_tail, INFLATE_WINDOW - len(window))
+    found = read_attributes(memoryview(window), False, wanted, complete=inflater.eof)
+    if found is None:
+        raise ValueError(f"deflated dataset: attributes not found in its first {len(window)} bytes")
+    return found

@@ -143,17 +143,24 @@ class RawPeer:
             received.append(pdu)
 
     async def expect_abort(self, timeout: float = 5.0) -> Abort:
-        """Read to the end and return the A-ABORT the SCP sent before closing.
+        """Read until the SCP's A-ABORT and return it; then close our side, as a peer does.
 
-        Raises ``AssertionError`` if it sent none, or sent something after it.
+        PDUs before it are skipped. Raises ``AssertionError`` when the SCP
+        closes without one, :class:`TimeoutError` when nothing comes.
         """
-        received = await self.read_until_closed(timeout)
-        aborts = [p for p in received if p.pdu_type == 0x07]
-        if not aborts or received[-1].pdu_type != 0x07:
-            raise AssertionError(f"expected an A-ABORT, then close; got {received!r}")
-        value = aborts[-1].decoded()
-        assert isinstance(value, Abort)
-        return value
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        skipped: list[ReceivedPDU] = []
+        while True:
+            pdu = await self.read_pdu(max(deadline - loop.time(), 0.001))
+            if pdu is None:
+                raise AssertionError(f"closed without an A-ABORT; received {skipped!r}")
+            if pdu.pdu_type == 0x07:
+                self.close()
+                value = pdu.decoded()
+                assert isinstance(value, Abort)
+                return value
+            skipped.append(pdu)
 
     async def expect_reject(self, timeout: float = 5.0) -> AssociateRJ:
         """Read the answer to a request and return it as an A-ASSOCIATE-RJ."""
