@@ -129,3 +129,92 @@ def test_a_busy_association_is_not_idle() -> None:
                 return int((await assoc.echo()).status)
 
     assert run(scenario()) == 0
+
+
+def test_a_peer_that_reads_nothing_is_dropped_after_the_write_timeout() -> None:
+    from dicomnet.dimse import CommandField
+    from dicomnet.negotiation import SupportedContext
+    from dicomnet.testing import RawPeer, raw
+
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+    blob = b"\x10\x00\x10\x00" + (8000).to_bytes(4, "little") + b"A" * 8000
+
+    async def flood(request):  # pending responses until the peer stops reading
+        for _ in range(100_000):
+            yield 0xFF00, blob
+
+    async def scenario() -> float:
+        limits = ListenerLimits(write_timeout=1.0, idle_timeout=60)
+        contexts = [SupportedContext(find, ("1.2.840.10008.1.2",))]
+        listener = Listener("SCP", limits=limits, supported_contexts=contexts)
+        listener.handle(CommandField.C_FIND_RQ, flood)
+        async with listener:
+            await listener.listen("127.0.0.1", 0)
+            peer = await RawPeer.connect("127.0.0.1", listener.port)
+            await peer.associate([raw.presentation_context(1, find, ["1.2.840.10008.1.2"])])
+            await peer.send(
+                raw.p_data(raw.pdv(1, 0x03, raw.c_find_rq(find)), raw.pdv(1, 0x02, b""))
+            )
+            started = time.monotonic()  # we read nothing from here on
+            for _ in range(300):
+                if not listener.associations:
+                    break
+                await asyncio.sleep(0.1)
+            elapsed = time.monotonic() - started
+            assert not listener.associations, "the stalled association is still there"
+            peer.close()
+            return elapsed
+
+    assert run(scenario()) < 20
+
+
+def test_size_and_timeout_limits_reach_the_listener_from_toml(tmp_path) -> None:
+    from dicomnet.service import ServiceConfig, _limits, load_config
+
+    settings = tmp_path / "dicomnet.toml"
+    settings.write_text(
+        "[listen]\n"
+        'max-dataset-size = "2G"\n'
+        "max-buffered-dataset-size = 1048576\n"
+        "max-pdu-length = 65536\n"
+        "max-presentation-contexts = 32\n"
+        "artim-timeout = 5\n"
+        "tls-handshake-timeout = 3\n"
+        "dimse-timeout = 20\n"
+        "write-timeout = 15\n"
+    )
+    limits = _limits(ServiceConfig(**load_config(settings)))
+    assert limits.max_dataset_size == 2 << 30 and limits.max_buffered_dataset_size == 1 << 20
+    assert limits.max_pdu_length == 65536 and limits.max_presentation_contexts == 32
+    assert (limits.artim_timeout, limits.tls_handshake_timeout) == (5, 3)
+    timeouts = limits.request_timeouts()
+    assert (timeouts.first_response, timeouts.between_responses, timeouts.send) == (20, 20, 15)
+    listener = Listener("SCP", limits=limits)
+    assert listener.policy.max_presentation_contexts == 32
+    assert listener.timeouts.first_response == 20
+
+
+def test_listen_flags_for_every_limit() -> None:
+    from click.testing import CliRunner
+
+    from dicomnet.cli import main
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["listen", "--help"])
+    assert result.exit_code == 0
+    for flag in (
+        "--max-associations ",
+        "--max-associations-per-ae",
+        "--max-associations-per-address",
+        "--max-pdu-length",
+        "--max-dataset-size",
+        "--max-buffered-dataset-size",
+        "--max-presentation-contexts",
+        "--artim-timeout",
+        "--tls-handshake-timeout",
+        "--idle-timeout",
+        "--dimse-timeout",
+        "--write-timeout",
+    ):
+        assert flag in result.output, flag
+    bad = CliRunner().invoke(main, ["listen", "--max-dataset-size", "lots"])
+    assert bad.exit_code == 2 and "not a size" in bad.output

@@ -14,7 +14,7 @@ from dicomnet import client
 from dicomnet.association import IncomingRequest
 from dicomnet.dimse import CommandField
 from dicomnet.retrieve import COMMON_STORAGE_CLASSES, MoveDestination, get_contexts
-from dicomnet.server import Listener
+from dicomnet.server import Listener, ListenerLimits
 from dicomnet.storage import FolderStorage
 from dicomnet.uids import SOP_CLASSES, STUDY_ROOT_GET, STUDY_ROOT_MOVE
 
@@ -415,3 +415,103 @@ def test_aclosing_a_move_cancels_it(tmp_path: Path) -> None:
 
     moved = run(scenario())
     assert 1 <= moved < 5
+
+
+def test_c_get_sub_operation_left_unanswered_fails_after_the_dimse_timeout(
+    tmp_path: Path,
+) -> None:
+    archive = Archive(tmp_path / "archive", 1)
+
+    async def never_soon(request: IncomingRequest) -> int:
+        await asyncio.sleep(3)
+        return 0x0000
+
+    async def scenario() -> list:
+        listener = Listener("QRSCP", limits=ListenerLimits(dimse_timeout=0.5))
+        listener.on_c_get(archive.select, models=(STUDY_ROOT_GET,))
+        await listener.listen("127.0.0.1", 0)
+        contexts, roles = get_contexts(STUDY_ROOT_GET)
+        async with listener:
+            assoc = await client.connect(
+                "127.0.0.1",
+                listener.port,
+                contexts=contexts,
+                roles=roles,
+                handlers={CommandField.C_STORE_RQ: never_soon},
+            )
+            responses = [
+                r async for r in assoc.get(study_identifier(archive.study), STUDY_ROOT_GET)
+            ]
+            await assoc.abort()
+            return responses
+
+    final = run(scenario())[-1]
+    assert final.status == 0xA702  # every sub-operation failed
+    assert final.message.number_of_failed_suboperations == 1
+
+
+def test_destination_aborting_during_c_move_fails_the_rest(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive", 6)
+    received = tmp_path / "received"
+
+    async def scenario() -> list:
+        source, destination, commands = await move_pair(archive, received, window=1)
+        original = destination.handlers[CommandField.C_STORE_RQ]
+
+        async def abort_at_the_third(request: IncomingRequest) -> int:
+            if len(commands) == 2:  # two stored already: this is the third
+                protocol = request.association.protocol
+                protocol.connection.abort(source=2, reason=0)
+                protocol.flush()
+                await asyncio.sleep(1)
+            return await original(request)
+
+        destination.handle(CommandField.C_STORE_RQ, abort_at_the_third)
+        async with (
+            source,
+            destination,
+            client.connect(
+                "127.0.0.1", source.port, contexts=[(STUDY_ROOT_MOVE, ["1.2.840.10008.1.2.1"])]
+            ) as assoc,
+        ):
+            responses = [
+                r
+                async for r in assoc.move(study_identifier(archive.study), STUDY_ROOT_MOVE, "DEST")
+            ]
+            assert (await assoc.echo()).status == 0  # the originator's association goes on
+        assert not destination.associations and not source.associations
+        return responses
+
+    final = run(scenario())[-1]
+    assert final.status == 0xB000  # some sub-operations failed
+    assert final.message.number_of_completed_suboperations == 2
+    assert final.message.number_of_failed_suboperations == 4
+    assert len(list(received.glob("*.dcm"))) == 2  # the aborted third left nothing
+
+
+def test_originator_aborting_during_c_move_stops_the_sub_operations(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive", 20)
+    received = tmp_path / "received"
+
+    async def scenario() -> tuple[int, int]:
+        source, destination, commands = await move_pair(archive, received, delay=0.1, window=1)
+        async with source, destination:
+            assoc = await client.connect(
+                "127.0.0.1", source.port, contexts=[(STUDY_ROOT_MOVE, ["1.2.840.10008.1.2.1"])]
+            )
+            async for response in assoc.move(
+                study_identifier(archive.study), STUDY_ROOT_MOVE, "DEST"
+            ):
+                if response.message.number_of_completed_suboperations == 2:
+                    break
+            await assoc.abort()
+            sent_at_abort = len(commands)
+            for _ in range(100):  # bounded: the source winds down its sub-association
+                if not source.associations and not destination.associations:
+                    break
+                await asyncio.sleep(0.05)
+            assert not source.associations and not destination.associations
+            return sent_at_abort, len(commands)
+
+    at_abort, in_the_end = run(scenario())
+    assert in_the_end <= at_abort + 1 < 20  # at most the one in flight went on

@@ -31,16 +31,14 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg,unused-ignore]
     """A byte count written ``8589934592``, ``8G``, ``512M`` or ``64K`` (powers of 1024)."""
 
     name = "size"
-    _units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        number, unit = (text[:-1], text[-1]) if text[-1:].isalpha() else (text, "")
-        if number.isdigit() and unit in self._units:
-            return int(number) * self._units[unit]
-        self.fail(f"{value!r} is not a size such as 1048576, 512M or 8G", param, ctx)
+        from dicomnet.service import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 BYTE_SIZE = ByteSize()

@@ -83,6 +83,21 @@ class ServiceConfig:
     write_timeout: float = 60.0
 
 
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+SIZE_SETTINGS = ("max_dataset_size", "max_buffered_dataset_size")
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``8589934592``, ``"8G"``, ``"512M"`` or ``"64K"`` (powers of 1024)."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text[-1:].isalpha() else (text, "")
+    if not (number.isdigit() and unit in SIZE_UNITS):
+        raise ValueError(f"{value!r} is not a size such as 1048576, 512M or 8G")
+    return int(number) * SIZE_UNITS[unit]
+
+
 def parse_ae_table(entries: Any, what: str) -> dict[str, tuple[str, int]]:
     """``AET=HOST:PORT`` strings, or a TOML table of ``AET = "HOST:PORT"``, by AE title."""
     if isinstance(entries, dict):
@@ -123,6 +138,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError(f"{path}: unknown setting {key!r}")
         if name in ("move_destinations", "commitment_destinations"):
             value = parse_ae_table(value, key)
+        elif name in SIZE_SETTINGS:
+            value = parse_size(value)
         values[name] = value
     return values
 
