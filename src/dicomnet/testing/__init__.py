@@ -7,6 +7,8 @@
 * :class:`MisbehavingSCP` plays the SCP side, answering late, never, with
   floods of pending responses, in odd PDV splits, with wrong lengths,
   cut off mid-PDU, or never closing.
+* :func:`store_load` runs many concurrent storage SCUs against one SCP
+  (:mod:`dicomnet.testing.load`), for load tests and soaks.
 * :func:`open_files` and :func:`task_count` measure what a test must not leak.
 
 See ``docs/testing.md`` for the guide.
@@ -18,16 +20,19 @@ import asyncio
 import os
 
 from dicomnet.testing import raw
+from dicomnet.testing.load import LoadResult, store_load
 from dicomnet.testing.peer import RawPeer, ReceivedPDU
 from dicomnet.testing.scp import Behaviour, MisbehavingSCP
 
 __all__ = [
     "Behaviour",
+    "LoadResult",
     "MisbehavingSCP",
     "RawPeer",
     "ReceivedPDU",
     "open_files",
     "raw",
+    "store_load",
     "task_count",
 ]
 
