@@ -79,6 +79,8 @@ class Harness:
     folder: Path
     log: LogWatch
     loop_errors: list[dict[str, Any]] = field(default_factory=list)
+    case_records: list[logging.LogRecord] = field(default_factory=list)
+    """What the listener logged while the case ran."""
 
     @property
     def port(self) -> int:
@@ -141,7 +143,7 @@ async def under_attack(folder: Path, **listener_options: Any) -> AsyncIterator[H
     logger = logging.getLogger("dicomnet")
     logger.addHandler(watch)
     previous_level = logger.level
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     listener = Listener(
         AE,
         require_called_ae_title=True,
@@ -176,6 +178,7 @@ async def under_attack(folder: Path, **listener_options: Any) -> AsyncIterator[H
         echoing = asyncio.create_task(keep_echoing())
         try:
             yield harness
+            harness.case_records = [r for r in watch.records if "WITNESS" not in r.getMessage()]
             assert not echoing.done(), f"the witness association was hurt: {echoing!r}"
             echoing.cancel()
             assert (await witness.echo()).status == 0, "the witness association was hurt"

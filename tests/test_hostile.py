@@ -40,9 +40,19 @@ CASES: dict[str, Case] = {}
 VALID_REASONS = {0, 1, 2, 4, 5, 6}
 
 
+TOLERATED: set[str] = set()
+"""Inputs that are odd but valid, or that PS3.8 says to ignore: served, not logged."""
+
+
 def case(function: Case) -> Case:
+    """A hostile input: refused, and the refusal logged."""
     CASES[function.__name__] = function
     return function
+
+
+def tolerated(function: Case) -> Case:
+    TOLERATED.add(function.__name__)
+    return case(function)
 
 
 async def aborted_by_provider(peer: RawPeer) -> None:
@@ -143,7 +153,7 @@ async def associate_rq_declaring_64_mib(h: Harness) -> None:  # [4]
         await aborted_before_association(peer)
 
 
-@case
+@tolerated
 async def request_trickled_one_byte_per_write(h: Harness) -> None:  # [6]
     async with await h.peer() as peer:
         await peer.trickle(raw.associate_rq(AE, contexts=CONTEXTS[:1]), delay=0.001)
@@ -153,7 +163,7 @@ async def request_trickled_one_byte_per_write(h: Harness) -> None:  # [6]
         assert await status_of_response(peer) == 0x0000
 
 
-@case
+@tolerated
 async def several_pdus_in_one_segment(h: Harness) -> None:  # [7]
     async with await h.peer() as peer:
         await peer.send(raw.associate_rq(AE, contexts=CONTEXTS[:1]) + echo() + raw.release_rq())
@@ -161,7 +171,7 @@ async def several_pdus_in_one_segment(h: Harness) -> None:  # [7]
         assert [p.pdu_type for p in received] == [0x02, 0x04, 0x06]
 
 
-@case
+@tolerated
 async def three_p_data_in_one_segment_within_the_window(h: Harness) -> None:  # [7]
     window = raw.item(0x53, struct.pack(">HH", 3, 3))  # asynchronous operations window
     async with await h.peer() as peer:
@@ -175,11 +185,11 @@ async def three_p_data_in_one_segment_within_the_window(h: Harness) -> None:  # 
 
 @case
 async def pdu_cut_off_by_close_during_a_dataset(h: Harness) -> None:  # [8] [73]
-    uid, data = ct_bytes(pixels=2048)
+    uid, data = ct_bytes(pixels=300)  # 180 KB, under the 1 MiB limit
     message = store_message(uid, data, split=4096)
     async with await h.associated_peer() as peer:
         await peer.send_partial(message, len(message) - 3000)
-    await settle(lambda: not h.incoming())
+    await settle(lambda: len(h.listener.associations) <= 1)  # the witness's alone
     assert h.stored() == []
 
 
@@ -197,7 +207,7 @@ async def release_rq_of_length_6(h: Harness) -> None:  # [9]
         await aborted_by_provider(peer)
 
 
-@case
+@tolerated
 async def reserved_bytes_and_control_bits_set(h: Harness) -> None:  # [10]
     async with await h.peer() as peer:
         rq = bytearray(raw.associate_rq(AE, contexts=CONTEXTS[:1]))
@@ -216,7 +226,7 @@ async def p_data_without_any_pdv(h: Harness) -> None:  # [11]
         await aborted_by_provider(peer)
 
 
-@case
+@tolerated
 async def unknown_items_and_user_sub_items(h: Harness) -> None:  # [12]
     async with await h.peer() as peer:
         extra = raw.item(0x60, b"future") + raw.item(0xEE, b"")
@@ -316,7 +326,7 @@ async def more_than_128_contexts(h: Harness) -> None:  # [21]
         assert (rj.result, rj.source, rj.reason) == (1, 1, 1)
 
 
-@case
+@tolerated
 async def contexts_128_with_64_transfer_syntaxes_each(h: Harness) -> None:  # [21]
     syntaxes = [f"1.2.840.10008.1.2.4.{n}" for n in range(63)] + [IMPLICIT]
     async with await h.peer() as peer:
@@ -352,7 +362,7 @@ async def called_ae_title_not_ours(h: Harness) -> None:  # [24]
         assert (rj.result, rj.source, rj.reason) == (1, 1, 7)
 
 
-@case
+@tolerated
 async def calling_ae_title_with_nul_high_bytes_path_and_newline(h: Harness) -> None:  # [25]
     async with await h.peer() as peer:
         await peer.send(raw.associate_rq(AE, b"../\x00\xff\r\n/\\x", contexts=CONTEXTS[:1]))
@@ -379,7 +389,7 @@ async def uids_too_long_or_not_digits(h: Harness) -> None:  # [26]
         assert results[7] == 0 and results[1] != 0 and results[3] != 0 and results[5] != 0
 
 
-@case
+@tolerated
 async def implementation_uid_and_version_too_long(h: Harness) -> None:  # [27]
     async with await h.peer() as peer:
         info = raw.user_information(
@@ -411,7 +421,7 @@ async def release_rq_before_any_association(h: Harness) -> None:  # [28]
         await aborted_before_association(peer)
 
 
-@case
+@tolerated
 async def user_identity_of_65535_bytes(h: Harness) -> None:  # [79]
     async with await h.peer() as peer:
         token = b"j" * 65000
@@ -519,7 +529,7 @@ async def identifier_past_the_buffered_limit(h: Harness) -> None:  # [46]
         await aborted_by_provider(peer)
 
 
-@case
+@tolerated
 async def every_layout_of_one_message(h: Harness) -> None:  # [47] [80]
     async with await h.associated_peer() as peer:
         for index, split in enumerate((0, 2, 1000)):
@@ -575,7 +585,9 @@ async def command_element_declaring_80ffffff(h: Harness) -> None:  # [49]
 
 @case
 async def non_command_group_in_a_command_set(h: Harness) -> None:  # [48]
-    command = raw.c_echo_rq() + struct.pack("<HHI", 0x0008, 0x0018, 4) + b"1.2\0"
+    echo_fields = raw.c_echo_rq()[12:]  # past CommandGroupLength
+    extra = struct.pack("<HHI", 0x0008, 0x0018, 4) + b"1.2\0"
+    command = struct.pack("<HHII", 0, 0, 4, len(echo_fields) + len(extra)) + echo_fields + extra
     async with await h.associated_peer() as peer:
         await peer.send(raw.p_data(raw.pdv(1, 0x03, command)))
         await aborted_by_provider(peer)
@@ -584,7 +596,7 @@ async def non_command_group_in_a_command_set(h: Harness) -> None:  # [48]
 @case
 async def unknown_command_field(h: Harness) -> None:  # [50]
     command = raw.command(
-        {0x00000002: VERIFICATION, 0x00000100: 0x0FFF, 0x00000110: 9, 0x00000800: 0x0101}
+        {0x00000002: VERIFICATION, 0x00000100: 0x0ABC, 0x00000110: 9, 0x00000800: 0x0101}
     )
     async with await h.associated_peer() as peer:
         await peer.send(raw.p_data(raw.pdv(1, 0x03, command)))
@@ -649,7 +661,7 @@ async def store_of_a_class_other_than_its_context(h: Harness) -> None:  # [52]
     assert h.stored() == []
 
 
-@case
+@tolerated
 async def store_with_priority_3(h: Harness) -> None:  # [53]: tolerated
     uid, data = ct_bytes()
     command = raw.c_store_rq(CT, uid, priority=3)
@@ -658,7 +670,7 @@ async def store_with_priority_3(h: Harness) -> None:  # [53]: tolerated
         assert await status_of_response(peer) == 0x0000
 
 
-@case
+@tolerated
 async def deeply_nested_sequences(h: Harness) -> None:
     uid, data = ct_bytes()
     nested = b""
@@ -736,7 +748,7 @@ async def slow_drip_inside_an_association(h: Harness) -> None:  # [70]
         await peer.expect_abort()  # the listener's own decision: service-user source
 
 
-@case
+@tolerated
 async def peer_maximum_length_13(h: Harness) -> None:  # [74]
     async with await h.peer() as peer:
         info = raw.user_information(max_length=13)
@@ -754,6 +766,8 @@ def test_hostile_input(name: str, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with under_attack(tmp_path) as harness:
             await CASES[name](harness)
+        if name not in TOLERATED:
+            assert harness.case_records, "the listener logged nothing about it"
 
     run(scenario())
 

@@ -1,4 +1,4 @@
-"""200 concurrent associations × 50 instances into one `dicomnet listen`.
+"""200 concurrent associations of 50 instances into one `dicomnet listen`.
 
 The listener runs as its own process (the archive, fsync on, SQLite index),
 so its peak resident memory (VmHWM) is its own. Every instance must be
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from dicomnet.testing import store_load
-
 from test_lifecycle import start_listener, stop
 
 ASSOCIATIONS = 200

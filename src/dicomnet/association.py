@@ -487,6 +487,12 @@ class Association(ServiceUser):
             problem = dimse.validate_request(message, incoming.abstract_syntax)
             handler = self.handlers.get(int(message.command_field))
             if problem is not None:
+                log.info(
+                    "refusing %s (message %s) with status %04X",
+                    type(message).__name__,
+                    getattr(message, "message_id", "?"),
+                    problem,
+                )
                 await self._respond(incoming, Reply(problem))
             elif handler is None:
                 await self._respond(incoming, Reply(self.unhandled_status(message)))

@@ -218,6 +218,14 @@ class ServerAssociation(Association):
         elif isinstance(event, ul.ReleaseRequested):
             asyncio.get_running_loop().create_task(self._release_when_idle())
         elif isinstance(event, ul.Aborted):
+            if event.by_peer:
+                log.info(
+                    "association %d with %s aborted by the peer (source %d, reason %d)",
+                    self.number,
+                    self.peer,
+                    event.source,
+                    event.reason,
+                )
             self._ended_by(AssociationAborted(event.source, event.reason))
         elif isinstance(event, ul.ConnectionClosed):
             self._ended_by(ConnectionClosed("connection closed"))
@@ -233,7 +241,7 @@ class ServerAssociation(Association):
         if listener.closing or (cap and listener.association_count >= cap) or over:
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
-                "rejecting %s from %s: %d associations open",
+                "rejecting %r from %s: %d associations open",
                 rq.calling_ae_title,
                 protocol.peername,
                 cap,
@@ -252,11 +260,25 @@ class ServerAssociation(Association):
             else:
                 answer = LOCAL_LIMIT_EXCEEDED  # a cap shared with other processes
         if isinstance(answer, AssociateRJ):
+            if answer is not LOCAL_LIMIT_EXCEEDED:
+                log.info(
+                    "rejecting association from %s (calling %r, called %r): "
+                    "result %d, source %d, reason %d",
+                    self.peer,
+                    rq.calling_ae_title,
+                    rq.called_ae_title,
+                    answer.result,
+                    answer.source,
+                    answer.reason,
+                )
             self.rejection = answer
             protocol.connection.reject(answer)
             listener.notify("association_rejected", self, answer)
         else:
             self.accept = answer
+            refused = [(c.context_id, c.result) for c in answer.presentation_contexts if c.result]
+            if refused:
+                log.debug("association from %s: contexts refused %s", self.peer, refused)
             self.negotiated = accepted_by_acceptor(rq, answer)
             protocol.connection.accept(answer)
             self.counted = True
@@ -423,11 +445,11 @@ class Listener:
             limits.max_associations_per_address,
         )
         if per_ae and self._per_ae[calling_ae_title] >= per_ae:
-            log.info("rejecting %s: %d associations of this AE title", calling_ae_title, per_ae)
+            log.info("rejecting %r: %d associations of this AE title", calling_ae_title, per_ae)
             return True
         if per_address and self._per_address[address] >= per_address:
             log.info(
-                "rejecting %s: %d associations from %s", calling_ae_title, per_address, address
+                "rejecting %r: %d associations from %s", calling_ae_title, per_address, address
             )
             return True
         return False

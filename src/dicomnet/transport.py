@@ -121,6 +121,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._last_pdu = self._loop.time()
         self._idle: asyncio.TimerHandle | None = None
         self._write_stalled: asyncio.TimerHandle | None = None
+        self._reported: BaseException | None = None
+        """The protocol error last logged, so that each is logged once."""
+        self._received_any = False
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,6 +140,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         return self.connection.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._received_any = True
         self.connection.buffer_updated(nbytes)
         self._process()
 
@@ -144,6 +148,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.connection.state is ul.State.STA2:
+            log.log(
+                logging.INFO if self._received_any else logging.DEBUG,
+                "connection from %s closed before an association request",
+                self.peername,
+            )
         self._cancel_artim()
         if self._idle is not None:
             self._idle.cancel()
@@ -200,6 +210,10 @@ class DicomProtocol(asyncio.BufferedProtocol):
                     self.owner.message_received(context_id, command, dataset)
             else:
                 self.owner.ul_event(event)
+        error = self.connection.protocol_error
+        if error is not None and error is not self._reported:
+            self._reported = error
+            log.warning("aborting association with %s: %s", self.peername, error)
         if not closing:
             self.flush()
 
@@ -213,11 +227,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
         sink, self._open_sink = self._open_sink, None
         discard = getattr(sink, "discard", None)
         if discard is not None:
+            log.info("dataset from %s cut off before its last fragment: discarded", self.peername)
             discard()
 
     def _abort_on_error(self, exc: Exception) -> None:
         """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
         log.warning("aborting association with %s: %s", self.peername, exc)
+        self._reported = exc
         self._discard_open_sink()
         self.owner.protocol_error(exc)
         if not isinstance(exc, ProtocolError):
@@ -265,6 +281,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def _artim_fired(self) -> None:
         self._artim = None
+        if self.connection.state is ul.State.STA2:
+            log.info(
+                "no association request from %s within %.0f s: closing",
+                self.peername,
+                self.artim_timeout,
+            )
         self.connection.artim_expired()
         self._process()
 
