@@ -193,6 +193,10 @@ def test_workers_share_the_port_the_index_and_the_association_cap(tmp_path: Path
         assert len(children) >= 2
         stderr = stop(process)
         assert process.returncode == 0, stderr
+        for _ in range(50):  # bounded: a helper (resource tracker) exits just after its parent
+            if not any(_alive(pid) for pid in children):
+                break
+            time.sleep(0.1)
         assert not any(_alive(pid) for pid in children)
     finally:
         if process.poll() is None:
