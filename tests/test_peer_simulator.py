@@ -173,3 +173,33 @@ def test_a_rejection_is_association_rejected() -> None:
             assert "calling AE title not recognized" in str(caught.value)
 
     run(scenario())
+
+
+def test_an_scp_vanishing_mid_dataset_is_connection_closed() -> None:
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    from dicomnet.datasets import encode_dataset
+
+    from factory import ct_dataset
+
+    ds = ct_dataset(0, pixels=1024)  # 2 MB
+
+    async def scenario() -> None:
+        async with MisbehavingSCP(Behaviour(vanish_after=256 << 10)) as scp:
+            assoc = await client.connect(
+                "127.0.0.1",
+                scp.port,
+                contexts=[(CTImageStorage, [ExplicitVRLittleEndian])],
+                timeouts=QUICK,
+            )
+            with pytest.raises(ConnectionClosed):
+                await assoc.store(
+                    encode_dataset(ds, ExplicitVRLittleEndian),
+                    sop_class_uid=CTImageStorage,
+                    sop_instance_uid=str(ds.SOPInstanceUID),
+                    transfer_syntax=ExplicitVRLittleEndian,
+                )
+            assert assoc.protocol is not None
+            await asyncio.wait_for(assoc.protocol.closed, 3)
+
+    run(scenario())

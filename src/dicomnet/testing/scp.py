@@ -63,6 +63,9 @@ class Behaviour:
         Send an A-ABORT instead of answering the request after this many.
     never_close : bool
         Ignore A-RELEASE-RQ and A-ABORT and keep the connection open.
+    vanish_after : int or None
+        Drop the connection (TCP reset, no A-ABORT) once this many bytes of
+        P-DATA-TF have been received: the peer vanishing mid-dataset.
     """
 
     reject: AssociateRJ | None = None
@@ -76,6 +79,7 @@ class Behaviour:
     cut_after: int | None = None
     abort_after_requests: int | None = None
     never_close: bool = False
+    vanish_after: int | None = None
 
 
 @dataclass
@@ -85,6 +89,7 @@ class _Session:
     contexts: dict[int, str] = field(default_factory=dict)
     requests: int = 0
     sent: int = 0
+    received: int = 0
 
 
 class MisbehavingSCP:
@@ -146,6 +151,10 @@ class MisbehavingSCP:
                 if not await self._answer_request(writer, decode_pdu(1, body), session):
                     return
             elif pdu_type == 0x04:
+                session.received += 6 + length
+                vanish = self.behaviour.vanish_after
+                if vanish is not None and session.received >= vanish:
+                    return  # the caller drops the transport: a reset, no A-ABORT
                 for context_id, command, dataset in assembler.feed(body):
                     self.requests.append(command)
                     session.requests += 1
