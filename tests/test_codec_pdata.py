@@ -451,3 +451,40 @@ def test_sink_error_propagates_and_poisons(codec: ModuleType) -> None:
     with pytest.raises(OSError) as again:
         assembler.feed(pdv(1, 3, codec.encode_command(ECHO_FIELDS)))
     assert again.value is caught.value
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.received = 0
+
+    def write(self, buffer: object) -> None:
+        self.received += len(buffer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_dataset_length_limits(codec: ModuleType, streamed: bool) -> None:
+    """A dataset exactly at its limit passes; one byte-pair past it is refused."""
+    command = codec.encode_command(STORE_FIELDS)
+
+    def fresh(limit: int) -> object:
+        assembler = codec.Assembler()
+        if streamed:
+            assembler.on_command = lambda context_id, fields: _CountingSink()
+            assembler.max_dataset_length = limit
+            assembler.max_buffered_dataset_length = 2  # not the one that applies
+        else:
+            assembler.max_buffered_dataset_length = limit
+            assembler.max_dataset_length = 2
+        return assembler
+
+    halves = [pdv(1, 0, DATASET[:5120]), pdv(1, 2, DATASET[5120:])]
+    at_limit = fresh(len(DATASET))
+    assert len(assemble(codec, [pdv(1, 3, command), *halves], at_limit)) == 1
+    assert at_limit.max_dataset_length == (len(DATASET) if streamed else 2)  # type: ignore[attr-defined]
+    over = fresh(len(DATASET) - 2)
+    assemble(codec, [pdv(1, 3, command), halves[0]], over)
+    with pytest.raises(PDVError, match="dataset longer than"):
+        over.feed(halves[1])  # type: ignore[attr-defined]
+    unlimited = codec.Assembler()  # 0: no limit, the default
+    assert unlimited.max_dataset_length == 0 and unlimited.max_buffered_dataset_length == 0
+    assert len(assemble(codec, [pdv(1, 3, command), *halves], unlimited)) == 1

@@ -453,3 +453,47 @@ def test_assembler_raises_only_protocol_errors(
                 assert dataset is None or isinstance(dataset, bytearray)
     except ProtocolError:
         pass
+
+
+@PROPERTY
+@given(
+    length=st.integers(0, 4096).map(lambda n: n * 2),
+    piece=st.integers(1, 600).map(lambda n: n * 2),
+    limit=st.integers(1, 9000),
+    streamed=st.booleans(),
+)
+def test_dataset_limits_hold_for_any_fragmentation(
+    codec: ModuleType, length: int, piece: int, limit: int, streamed: bool
+) -> None:
+    """Refused exactly when the dataset is longer than its limit, however it is cut."""
+    command = _pdu_py.encode_command(
+        {0x00000100: 0x0001, 0x00000110: 1, 0x00000800: 0, 0x00000002: "1.2.3"}
+    )
+    assembler = codec.Assembler()
+    received: list[int] = []
+
+    class Sink:
+        def write(self, buffer: Any) -> None:
+            received.append(len(buffer))
+
+    if streamed:
+        assembler.on_command = lambda context_id, fields: Sink()
+        assembler.max_dataset_length = limit
+    else:
+        assembler.max_buffered_dataset_length = limit
+    data = bytes(length)
+    pieces = [data[i : i + piece] for i in range(0, length, piece)] or [b""]
+    bodies = [_pdu_py.encode_pdu(PDataTF(((1, 3, command),)))[6:]]
+    for i, fragment in enumerate(pieces):
+        bodies.append(
+            _pdu_py.encode_pdu(PDataTF(((1, 2 if i == len(pieces) - 1 else 0, fragment),)))[6:]
+        )
+    completed: list[Any] = []
+    try:
+        for body in bodies:
+            completed.extend(assembler.feed(body))
+    except ProtocolError as error:
+        assert length > limit, error
+        return
+    assert length <= limit and len(completed) == 1
+    assert (sum(received) if streamed else len(completed[0][2])) == length
