@@ -326,6 +326,29 @@ async def more_than_128_contexts(h: Harness) -> None:  # [21]
         assert (rj.result, rj.source, rj.reason) == (1, 1, 1)
 
 
+@case
+async def thousands_of_presentation_contexts(h: Harness) -> None:  # [21]
+    async with await h.peer() as peer:
+        contexts = [
+            raw.presentation_context(1 + 2 * (i % 128), CT, [IMPLICIT]) for i in range(5000)
+        ]
+        await peer.send(raw.associate_rq(AE, contexts=contexts))  # about 300 KB
+        rj = await peer.expect_reject()
+        assert (rj.result, rj.source, rj.reason) == (1, 1, 1)
+
+
+@case
+async def ae_titles_of_spaces_only(h: Harness) -> None:  # [25], PS3.8 9.3.2
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq(AE, b" " * 16, contexts=CONTEXTS[:1]))
+        rj = await peer.expect_reject()
+        assert (rj.result, rj.source, rj.reason) == (1, 1, 3)
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq(b" " * 16, contexts=CONTEXTS[:1]))
+        rj = await peer.expect_reject()
+        assert (rj.result, rj.source, rj.reason) == (1, 1, 7)
+
+
 @tolerated
 async def contexts_128_with_64_transfer_syntaxes_each(h: Harness) -> None:  # [21]
     syntaxes = [f"1.2.840.10008.1.2.4.{n}" for n in range(63)] + [IMPLICIT]

@@ -16,8 +16,9 @@ reason) of PS3.8 Table 9-21:
 1. the policy's ``association_request`` hook, when it returns an RJ;
 2. application context name not ``1.2.840.10008.3.1.1.1``: (1, 1, 2);
 3. protocol version without bit 0 set: (1, 2, 2);
-4. called AE title not ours, when the policy checks it: (1, 1, 7);
-5. calling AE title not on the policy's allow-list: (1, 1, 3);
+4. called AE title of spaces only (PS3.8 9.3.2: "shall not be used"), or not
+   ours when the policy checks it: (1, 1, 7);
+5. calling AE title of spaces only, or not on the policy's allow-list: (1, 1, 3);
 6. no presentation context, or more than the policy's maximum (128 by
    default, all that odd IDs 1-255 can name): (1, 1, 1);
 7. a user identity the ``user_identity`` hook refuses: (1, 1, 1) (PS3.7
@@ -517,12 +518,14 @@ def _protocol_version_unsupported(rq: AssociateRQ, policy: AcceptorPolicy) -> bo
 
 
 def _called_ae_not_ours(rq: AssociateRQ, policy: AcceptorPolicy) -> bool:
-    return policy.require_called_ae_title and rq.called_ae_title.strip(" ") != policy.ae_title
+    called = rq.called_ae_title.strip(" ")
+    return not called or (policy.require_called_ae_title and called != policy.ae_title)
 
 
 def _calling_ae_not_allowed(rq: AssociateRQ, policy: AcceptorPolicy) -> bool:
+    calling = rq.calling_ae_title.strip(" ")
     allowed = policy.allowed_calling_ae_titles
-    return allowed is not None and rq.calling_ae_title.strip(" ") not in allowed
+    return not calling or (allowed is not None and calling not in allowed)
 
 
 def _context_count_refused(rq: AssociateRQ, policy: AcceptorPolicy) -> bool:
