@@ -11,7 +11,8 @@ One listener process (the archive, fsync on, SQLite index); four phases, each
 * ``malformed RQ``: an A-ASSOCIATE-RQ valid up to a broken last sub-item;
 * ``aborted store``: a C-STORE reset by TCP RST at a random point of its dataset.
 
-After each phase: the listener's RSS and peak RSS, its open descriptors and
+After each phase (twice by default: what grows in the second round is a leak,
+not warm-up): the listener's RSS and peak RSS, its open descriptors and
 the files in ``.incoming`` (the archive keeps 8 there, created ahead of
 time). A leak shows as a number that grows with the phase's count.
 """
@@ -110,6 +111,9 @@ def start(archive: Path) -> tuple[subprocess.Popen[str], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="repeat the phases: growth in round 2 is a leak"
+    )
     args = parser.parse_args()
     console = Console()
     table = Table(title=f"association churn, {args.count} per phase")
@@ -140,7 +144,10 @@ def main() -> None:
                 ("malformed RQ", lambda i: malformed(port)),
                 ("aborted store", lambda i: aborted_store(port, i)),
             ]
-            for name, make in phases:
+            for (name, make), round_number in (
+                (phase, number) for number in range(1, args.rounds + 1) for phase in phases
+            ):
+                name = f"{name} ({round_number})"
                 started = time.perf_counter()
 
                 async def phase(make=make) -> None:  # type: ignore[no-untyped-def]
