@@ -214,19 +214,11 @@ async def serve(
 
 
 def _limits(config: ServiceConfig) -> ListenerLimits:
+    """The listener's limits: every setting named as one, and the per-AE cap (a shorter flag)."""
+    names = {f.name for f in fields(ListenerLimits)} & {f.name for f in fields(ServiceConfig)}
     return ListenerLimits(
-        max_associations=config.max_associations,
         max_associations_per_calling_ae=config.max_associations_per_ae,
-        max_associations_per_address=config.max_associations_per_address,
-        idle_timeout=config.idle_timeout,
-        max_pdu_length=config.max_pdu_length,
-        max_dataset_size=config.max_dataset_size,
-        max_buffered_dataset_size=config.max_buffered_dataset_size,
-        max_presentation_contexts=config.max_presentation_contexts,
-        artim_timeout=config.artim_timeout,
-        tls_handshake_timeout=config.tls_handshake_timeout,
-        dimse_timeout=config.dimse_timeout,
-        write_timeout=config.write_timeout,
+        **{name: getattr(config, name) for name in names},
     )
 
 

@@ -105,10 +105,7 @@ class RawPeer:
         not an AC, so a test states its expectation in one line.
         """
         await self.send(raw.associate_rq(called, calling, contexts=contexts))
-        answer = await self.read_pdu(timeout)
-        if answer is None or answer.pdu_type != 0x02:
-            raise AssertionError(f"expected an A-ASSOCIATE-AC, got {answer!r}")
-        value = answer.decoded()
+        value = await self._expect(AssociateAC, 0x02, timeout)
         assert isinstance(value, AssociateAC)
         return value
 
@@ -164,12 +161,16 @@ class RawPeer:
 
     async def expect_reject(self, timeout: float = 5.0) -> AssociateRJ:
         """Read the answer to a request and return it as an A-ASSOCIATE-RJ."""
-        answer = await self.read_pdu(timeout)
-        if answer is None or answer.pdu_type != 0x03:
-            raise AssertionError(f"expected an A-ASSOCIATE-RJ, got {answer!r}")
-        value = answer.decoded()
+        value = await self._expect(AssociateRJ, 0x03, timeout)
         assert isinstance(value, AssociateRJ)
         return value
+
+    async def _expect(self, kind: type, pdu_type: int, timeout: float) -> Any:
+        """The next PDU decoded, when it is of ``pdu_type``; else AssertionError naming it."""
+        answer = await self.read_pdu(timeout)
+        if answer is None or answer.pdu_type != pdu_type:
+            raise AssertionError(f"expected an {kind.__name__}, got {answer!r}")
+        return answer.decoded()
 
     async def closed(self, timeout: float = 5.0) -> bool:
         """Whether the SCP closes the connection within ``timeout``; unread data is dropped."""
