@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +226,6 @@ __all__ = [
     "Harness",
     "ct_bytes",
     "echo",
-    "os",
     "run",
     "settle",
     "status_of_response",
