@@ -203,3 +203,17 @@ def test_an_scp_vanishing_mid_dataset_is_connection_closed() -> None:
             await asyncio.wait_for(assoc.protocol.closed, 3)
 
     run(scenario())
+
+
+def test_a_caller_cancelled_mid_request_does_not_wedge_the_association() -> None:
+    async def scenario() -> int:
+        async with MisbehavingSCP(Behaviour(delay=0.5)) as scp, connect(scp) as assoc:
+            first = asyncio.ensure_future(assoc.echo())
+            await asyncio.sleep(0.1)  # sent, its response not yet back
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            # The window (one request) frees when the cancelled one's response arrives.
+            return int((await asyncio.wait_for(assoc.echo(), 5)).status)
+
+    assert run(scenario()) == 0

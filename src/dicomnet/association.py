@@ -116,10 +116,18 @@ class OutgoingRequest:
         self._updates: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self._total_timer: asyncio.TimerHandle | None = None
+        self._finished = False
+        """Set once, when the request leaves the association (answered, failed or
+        timed out); :attr:`completed` may be done earlier, cancelled by its caller."""
 
     @property
     def message_id(self) -> int:
         return int(self.message.message_id)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the request has left the association: answered, failed or timed out."""
+        return self._finished
 
     async def iter_responses(self) -> AsyncIterator[tuple[Any, Any]]:
         """Yield ``(response, dataset)`` as responses arrive, the final one last."""
@@ -128,8 +136,9 @@ class OutgoingRequest:
             if item is None:
                 break
             yield item
-        if self.completed.done() and self.completed.exception() is not None:
-            raise self.completed.exception()  # type: ignore[misc]
+        completed = self.completed
+        if completed.done() and not completed.cancelled() and completed.exception() is not None:
+            raise completed.exception()  # type: ignore[misc]
 
 
 @dataclass(slots=True)
@@ -305,7 +314,8 @@ class Association(ServiceUser):
     async def _send_loop(self) -> None:
         while self._queue and self._window_open() and self._ended is None:
             request = self._queue.popleft()
-            if request.completed.done():  # timed out while queued
+            if request.completed.done():  # timed out, or its caller cancelled, while queued
+                request._finished = True
                 continue
             message_id = self._message_ids.allocate()
             request.message = replace(request.message, message_id=message_id)
@@ -369,15 +379,21 @@ class Association(ServiceUser):
         request._timer = loop.call_later(seconds, self._timed_out, request, timer, seconds)
 
     def _timed_out(self, request: OutgoingRequest, timer: str, seconds: float) -> None:
-        if request.completed.done():
+        if request._finished:
             return
         self.on_request_timed_out(request, seconds)
         self._finish(request, RequestTimeout(timer, seconds, type(request.message).__name__))
 
     def _finish(self, request: OutgoingRequest, outcome: Any) -> None:
-        """Complete a request exactly once, with a final response or an error."""
-        if request.completed.done():
+        """Complete a request exactly once, with a final response or an error.
+
+        A caller cancelled while awaiting :attr:`OutgoingRequest.completed`
+        cancels that future, not the request: once sent, it holds its place
+        in the window until its final response (or timeout) arrives here.
+        """
+        if request._finished:
             return
+        request._finished = True
         for handle in (request._timer, request._total_timer):
             if handle is not None:
                 handle.cancel()
@@ -387,7 +403,9 @@ class Association(ServiceUser):
         if message_id is not None and self._outstanding.get(message_id) is request:
             del self._outstanding[message_id]
             self._message_ids.release(message_id)
-        if isinstance(outcome, BaseException):
+        if request.completed.done():
+            pass  # cancelled by its caller: nobody waits for the outcome
+        elif isinstance(outcome, BaseException):
             request.completed.set_exception(outcome)
             request.completed.exception()  # mark retrieved; callers may never await it
         else:

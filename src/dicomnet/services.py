@@ -335,7 +335,7 @@ class ServiceUser:
 
     async def cancel(self, request: OutgoingRequest) -> None:
         """C-CANCEL-RQ for an outstanding C-FIND, C-MOVE or C-GET (PS3.7 9.3.2.3)."""
-        if request.completed.done():
+        if request.finished:
             return
         cancel = dimse.CCancelRQ(message_id_being_responded_to=request.message_id)
         context_id = request.context_id or self._context_for(request)
@@ -376,7 +376,7 @@ class ServiceUser:
                 finished = not item.pending
                 yield item
         finally:
-            if not finished and not request.completed.done():
+            if not finished and not request.finished:
                 await self.cancel(request)
                 try:
                     await request.completed
