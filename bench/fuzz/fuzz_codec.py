@@ -14,25 +14,55 @@ Run (from the repository root, with ``pip install atheris``)::
     python bench/fuzz/fuzz_codec.py -max_total_time=600 -print_final_stats=1 bench/fuzz/corpus
 
 The corpus folder is optional; libFuzzer grows it with inputs that reach new
-code. Without a clang build of the extension, coverage comes from the
-instrumented Python layers (the twin and the glue), while the compiled
-codec is exercised on the same inputs and compared.
+code. Coverage then comes from the instrumented Python twin. For coverage of
+the compiled codec's own branches, build it instrumented
+(``bench/fuzz/build_instrumented.sh``) and name the result in
+``DICOMNET_FUZZ_EXTENSION``: it is loaded as ``dicomnet._pdu`` after
+libFuzzer's runtime, whose coverage callbacks it calls.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 import sys
+from types import ModuleType
 from typing import Any
 
 import atheris
+
+
+def compiled_codec() -> ModuleType:
+    """``dicomnet._pdu``: the instrumented build when DICOMNET_FUZZ_EXTENSION names one.
+
+    Called from the first input, once ``atheris.Fuzz`` has loaded libFuzzer's
+    runtime (privately); the runtime is then made global so that the
+    instrumented module's ``__sanitizer_cov_*`` calls resolve to it, and
+    libFuzzer adds the module's counters as it does for any library loaded
+    while it runs.
+    """
+    path = os.environ.get("DICOMNET_FUZZ_EXTENSION")
+    if not path:
+        from dicomnet import _pdu
+
+        return _pdu
+    folder = os.path.dirname(atheris.__file__)
+    core = next(n for n in os.listdir(folder) if n.startswith("core_with_libfuzzer"))
+    ctypes.CDLL(os.path.join(folder, core), mode=os.RTLD_NOW | os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    spec = importlib.util.spec_from_file_location("dicomnet._pdu", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 with atheris.instrument_imports():
     from dicomnet import _pdu_py
     from dicomnet.errors import ProtocolError
 
-from dicomnet import _pdu as _pdu_c  # compiled: not instrumentable from Python
-
-IMPLEMENTATIONS = (_pdu_c, _pdu_py)
+_CODECS: list[ModuleType] = []
+"""The compiled codec and the twin, loaded by the first input."""
 
 
 def outcome(call: Any, *args: Any) -> tuple[str, Any]:
@@ -72,25 +102,25 @@ def assemble(codec: Any, body: bytes) -> tuple[str, Any]:
 
 
 def test_one_input(data: bytes) -> None:
+    if not _CODECS:
+        _CODECS.extend((compiled_codec(), _pdu_py))
     if not data:
         return
     cut = data[0] % (len(data) + 1)
     stream = data[1:]
-    framed = [read_pdus(codec, stream, cut) for codec in IMPLEMENTATIONS]
+    framed = [read_pdus(codec, stream, cut) for codec in _CODECS]
     if framed[0] != framed[1]:
         raise AssertionError(f"PDUReader differs: {framed[0]!r} != {framed[1]!r}")
     if isinstance(framed[0], list):
         for pdu_type, body in framed[0]:
-            decoded = [outcome(codec.decode_pdu, pdu_type, body) for codec in IMPLEMENTATIONS]
+            decoded = [outcome(codec.decode_pdu, pdu_type, body) for codec in _CODECS]
             if decoded[0] != decoded[1]:
                 raise AssertionError(f"decode_pdu differs: {decoded[0]!r} != {decoded[1]!r}")
             if pdu_type == 0x04:
-                assembled = [assemble(codec, body) for codec in IMPLEMENTATIONS]
+                assembled = [assemble(codec, body) for codec in _CODECS]
                 if assembled[0] != assembled[1]:
-                    raise AssertionError(
-                        f"Assembler differs: {assembled[0]!r} != {assembled[1]!r}"
-                    )
-    commands = [outcome(codec.decode_command, stream) for codec in IMPLEMENTATIONS]
+                    raise AssertionError(f"Assembler differs: {assembled[0]!r} != {assembled[1]!r}")
+    commands = [outcome(codec.decode_command, stream) for codec in _CODECS]
     if commands[0] != commands[1]:
         raise AssertionError(f"decode_command differs: {commands[0]!r} != {commands[1]!r}")
 
