@@ -122,3 +122,26 @@ def test_associate_rq_128_contexts(benchmark, codec: ModuleType) -> None:
         return codec.decode_pdu(1, codec.encode_pdu(rq)[6:])
 
     assert benchmark.pedantic(run, rounds=20, iterations=5) == rq
+
+
+def test_answer_an_rq_of_128_contexts_with_64_syntaxes_each(benchmark, codec: ModuleType) -> None:
+    """The largest request a peer may send (about 216 KB): decode and negotiate it.
+
+    Hostile input 21 asks for less than 50 ms of CPU; parsing must stay linear.
+    """
+    from dicomnet.negotiation import AcceptorPolicy, SupportedContext, negotiate_as_acceptor
+    from dicomnet.testing import raw
+
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    syntaxes = [f"1.2.840.10008.1.2.4.{n}" for n in range(63)] + ["1.2.840.10008.1.2"]
+    contexts = [raw.presentation_context(1 + 2 * i, ct, syntaxes) for i in range(128)]
+    body = raw.associate_rq("ANY-SCP", contexts=contexts)[6:]
+    policy = AcceptorPolicy(
+        ae_title="ANY-SCP", supported_contexts=(SupportedContext(ct, ("1.2.840.10008.1.2",)),)
+    )
+
+    def run() -> object:
+        return negotiate_as_acceptor(codec.decode_pdu(1, body), policy)
+
+    answer = benchmark.pedantic(run, rounds=20, iterations=5)
+    assert len(answer.presentation_contexts) == 128
