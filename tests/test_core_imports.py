@@ -68,3 +68,15 @@ def test_core_module_imports_no_io_or_clock(module: str) -> None:
     added = {name.split(".")[0] for name in after - before}
     assert not added & FORBIDDEN, f"import {module} pulled in {sorted(added & FORBIDDEN)}"
     assert not after & ALWAYS_ABSENT, f"{sorted(after & ALWAYS_ABSENT)} loaded with {module}"
+
+
+def test_dicomnet_connect_is_imported_on_first_use() -> None:
+    probe = (
+        "import sys, dicomnet; light = 'asyncio' not in sys.modules; "
+        "from dicomnet.client import connect; "
+        "print(light, dicomnet.connect is connect, 'connect' in dicomnet.__all__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["True", "True", "True"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -17,6 +19,9 @@ from dicomnet.errors import (
     UnexpectedPDU,
     UnrecognizedPDU,
 )
+
+if TYPE_CHECKING:
+    from dicomnet.client import connect
 
 __version__ = "0.1.0"
 
@@ -35,4 +40,15 @@ __all__ = [
     "UnexpectedPDU",
     "UnrecognizedPDU",
     "__version__",
+    "connect",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``dicomnet.connect``, imported on first use: ``import dicomnet`` (which every
+    submodule import runs) stays free of asyncio for the protocol core."""
+    if name == "connect":
+        from dicomnet.client import connect
+
+        return connect
+    raise AttributeError(f"module 'dicomnet' has no attribute {name!r}")

@@ -128,16 +128,20 @@ class MisbehavingSCP:
                 await task
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+        # The conversation runs in a task of its own, so that close() cancels it
+        # without cancelling the task asyncio's server wraps around this one.
+        conversation = asyncio.create_task(self._converse(reader, writer, _Session()))
+        self._tasks.add(conversation)
         self.connections += 1
         try:
-            await self._converse(reader, writer, _Session())
+            await conversation
         except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
             pass
+        except asyncio.CancelledError:
+            if not conversation.cancelled():
+                raise  # this task itself was cancelled, not by close()
         finally:
-            self._tasks.discard(task)
+            self._tasks.discard(conversation)
             writer.transport.abort()
 
     async def _converse(
