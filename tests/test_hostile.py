@@ -768,7 +768,8 @@ async def connections_that_never_send_a_request(h: Harness) -> None:  # [70]
 async def slow_drip_inside_an_association(h: Harness) -> None:  # [70]
     async with await h.associated_peer() as peer:
         await peer.trickle(echo()[:8], delay=0.6)  # 8 bytes over 4.8 s, never a whole PDU
-        await peer.expect_abort()  # the listener's own decision: service-user source
+        value = await peer.expect_abort()  # the listener's own decision: service-user source
+        assert (value.source, value.reason) == (0, 0), value
 
 
 @tolerated
