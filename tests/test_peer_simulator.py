@@ -217,3 +217,90 @@ def test_a_caller_cancelled_mid_request_does_not_wedge_the_association() -> None
             return int((await asyncio.wait_for(assoc.echo(), 5)).status)
 
     assert run(scenario()) == 0
+
+
+def _response(field: int = 0x8030, answering: int = 1) -> bytes:
+    from dicomnet.testing import raw
+
+    return raw.command(
+        {
+            0x00000002: VERIFICATION,
+            0x00000100: field,
+            0x00000120: answering,
+            0x00000800: 0x0101,
+            0x00000900: 0,
+        }
+    )
+
+
+def _hostile_answers() -> dict[str, bytes]:
+    from dicomnet.testing import raw
+
+    ac_body = bytes(4) + b"ANY-SCP".ljust(16) + b"SCU".ljust(16) + bytes(32)
+    return {
+        "unknown PDU type": raw.pdu(0x09, b"\0\0\0\0"),
+        "AC with an item past its end": raw.pdu(
+            0x02, ac_body + raw.item(0x10, b"1.2.840.10008.3.1.1.1", length=900)
+        ),
+        "AC of length 0": raw.pdu(0x02, b""),
+        "RJ of length 2": raw.pdu(0x03, b"\0\0"),
+        "P-DATA before any AC": raw.p_data(raw.pdv(1, 3, _response())),
+        "AC declaring 4 GiB": raw.pdu(0x02, ac_body, length=0xFFFFFFFF),
+    }
+
+
+def _hostile_responses() -> dict[str, bytes]:
+    from dicomnet.testing import raw
+
+    return {
+        "response on context 99": raw.p_data(raw.pdv(99, 3, _response())),
+        "PDV length past its PDU": raw.p_data(raw.pdv(1, 3, _response(), length=5000)),
+        "odd fragment": raw.p_data(raw.pdv(1, 1, _response()[:7]), raw.pdv(1, 3, _response()[7:])),
+        "P-DATA declaring 4 GiB": raw.pdu(0x04, bytes(10), length=0xFFFFFFFF),
+        "empty P-DATA": raw.p_data(),
+        "second AC": raw.pdu(0x02, bytes(68)),
+        "garbage command": raw.p_data(raw.pdv(1, 3, b"\xff" * 20)),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_hostile_answers()))
+def test_a_hostile_answer_to_the_request_is_a_typed_error(case: str) -> None:
+    async def scenario() -> None:
+        behaviour = Behaviour(answer_with=_hostile_answers()[case])
+        async with MisbehavingSCP(behaviour) as scp:
+            with pytest.raises((AssociationAborted, AssociationRejected, ConnectionClosed)):
+                await connect(scp)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("case", sorted(_hostile_responses()))
+def test_a_hostile_response_aborts_with_a_typed_error(case: str) -> None:
+    async def scenario() -> None:
+        behaviour = Behaviour(respond_with=_hostile_responses()[case])
+        async with MisbehavingSCP(behaviour) as scp:
+            assoc = await connect(scp)
+            with pytest.raises((AssociationAborted, ConnectionClosed)):
+                await assoc.echo()
+            assert assoc.protocol is not None
+            await asyncio.wait_for(assoc.protocol.closed, 3)
+
+    run(scenario())
+
+
+def test_a_response_to_another_message_is_ignored_until_the_timeout() -> None:
+    async def scenario() -> None:
+        behaviour = Behaviour(respond_with=_response_pdu(answering=999))
+        async with MisbehavingSCP(behaviour) as scp:
+            assoc = await connect(scp)
+            with pytest.raises(RequestTimeout):
+                await assoc.echo()
+            await assoc.abort()
+
+    run(scenario())
+
+
+def _response_pdu(answering: int) -> bytes:
+    from dicomnet.testing import raw
+
+    return raw.p_data(raw.pdv(1, 3, _response(answering=answering)))

@@ -66,6 +66,11 @@ class Behaviour:
     vanish_after : int or None
         Drop the connection (TCP reset, no A-ABORT) once this many bytes of
         P-DATA-TF have been received: the peer vanishing mid-dataset.
+    answer_with : bytes or None
+        Send these bytes in place of the A-ASSOCIATE-AC (a malformed one, an
+        unknown PDU...), then go on as if the association were accepted.
+    respond_with : bytes or None
+        Send these bytes in place of every response.
     """
 
     reject: AssociateRJ | None = None
@@ -80,6 +85,8 @@ class Behaviour:
     abort_after_requests: int | None = None
     never_close: bool = False
     vanish_after: int | None = None
+    answer_with: bytes | None = None
+    respond_with: bytes | None = None
 
 
 @dataclass
@@ -177,6 +184,8 @@ class MisbehavingSCP:
         if self.behaviour.reject is not None:
             await self._write(writer, session, encode_pdu(self.behaviour.reject))
             return False
+        if self.behaviour.answer_with is not None:
+            return await self._write(writer, session, self.behaviour.answer_with)
         contexts = []
         for context in rq.presentation_contexts:
             session.contexts[context.context_id] = context.abstract_syntax
@@ -227,6 +236,8 @@ class MisbehavingSCP:
     ) -> bool:
         if self.behaviour.delay:
             await asyncio.sleep(self.behaviour.delay)
+        if self.behaviour.respond_with is not None:
+            return await self._write(writer, session, self.behaviour.respond_with)
         response: dict[int, object] = {
             0x00000100: int(request.get(0x00000100, 0)) | 0x8000,  # type: ignore[call-overload]
             0x00000120: request.get(0x00000110, 0),
