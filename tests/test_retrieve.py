@@ -515,3 +515,22 @@ def test_originator_aborting_during_c_move_stops_the_sub_operations(tmp_path: Pa
 
     at_abort, in_the_end = run(scenario())
     assert in_the_end <= at_abort + 1 < 20  # at most the one in flight went on
+
+
+def test_sub_operation_counters_stay_within_their_us_fields() -> None:
+    from dicomnet import dimse
+    from dicomnet.codec import encode_command
+    from dicomnet.retrieve import SubOperations
+
+    counters = SubOperations(70_000)
+    pending = counters.pending()
+    assert pending.fields["number_of_remaining_suboperations"] == 0xFFFF
+    for index in range(70_000):
+        counters.record(0xA700 if index < 10 else 0x0000, f"1.2.3.{index}")
+    final = counters.final()
+    assert final.fields["number_of_completed_suboperations"] == 0xFFFF  # 69,990 really
+    assert final.fields["number_of_failed_suboperations"] == 10
+    assert len(final.dataset.FailedSOPInstanceUIDList) == 10
+    request = dimse.CGetRQ(message_id=1, affected_sop_class_uid=STUDY_ROOT_GET, has_dataset=True)
+    response = dimse.response_for(request, final.status, has_dataset=True, **final.fields)
+    assert encode_command(dimse.to_command(response))  # encodable: every count fits

@@ -147,6 +147,10 @@ class MoveDestination:
     max_operations_invoked: int = 8
 
 
+US_MAX = 0xFFFF
+"""The largest value of a US element such as NumberOfCompletedSuboperations."""
+
+
 @dataclass(slots=True)
 class SubOperations:
     """The four counters of PS3.4 C.4.2.1.4, and the instances that failed."""
@@ -196,13 +200,15 @@ class SubOperations:
         return Reply(chosen, identifier, self._counts(remaining=cancelled))
 
     def _counts(self, *, remaining: bool) -> dict[str, int]:
+        """The counters as sent: US fields, so a retrieve of more than 65,535
+        instances reports 65,535 rather than failing to encode its responses."""
         counts = {
-            "number_of_completed_suboperations": self.completed,
-            "number_of_failed_suboperations": self.failed,
-            "number_of_warning_suboperations": self.warning,
+            "number_of_completed_suboperations": min(self.completed, US_MAX),
+            "number_of_failed_suboperations": min(self.failed, US_MAX),
+            "number_of_warning_suboperations": min(self.warning, US_MAX),
         }
         if remaining:
-            counts["number_of_remaining_suboperations"] = max(self.remaining, 0)
+            counts["number_of_remaining_suboperations"] = min(max(self.remaining, 0), US_MAX)
         return counts
 
 
