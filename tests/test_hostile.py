@@ -773,16 +773,27 @@ async def slow_drip_inside_an_association(h: Harness) -> None:  # [70]
 
 
 @tolerated
-async def peer_maximum_length_13(h: Harness) -> None:  # [74]
-    async with await h.peer() as peer:
-        info = raw.user_information(max_length=13)
-        await peer.send(raw.associate_rq(AE, contexts=CONTEXTS[:1], user_info=info))
-        answer = await peer.read_pdu()
-        assert answer is not None and answer.pdu_type == 0x02
-        await peer.send(echo())
-        response = await peer.read_pdu()
-        assert response is not None and response.pdu_type == 0x04
-        assert len(response.body) + 6 >= 13  # never below the minimum we keep
+async def peer_maximum_lengths_1_13_4095_and_0(h: Harness) -> None:  # [74]
+    from dicomnet.codec import Assembler
+
+    for declared, limit in ((1, 8), (13, 13), (4095, 4095), (0, 1 << 20)):
+        async with await h.peer() as peer:
+            info = raw.user_information(max_length=declared)
+            await peer.send(raw.associate_rq(AE, contexts=CONTEXTS[:1], user_info=info))
+            answer = await peer.read_pdu()
+            assert answer is not None and answer.pdu_type == 0x02
+            await peer.send(echo())
+            assembler, messages = Assembler(), []
+            for _ in range(200):  # bounded: an echo response is about 100 bytes
+                pdu = await peer.read_pdu()
+                assert pdu is not None and pdu.pdu_type == 0x04
+                # 1 is below any usable size: we send at our floor of 8 (2 bytes a PDV);
+                # 0 means no limit, and we keep to our own cap of 1 MiB.
+                assert len(pdu.body) <= limit, (declared, len(pdu.body))
+                messages += assembler.feed(pdu.body)
+                if messages:
+                    break
+            assert messages and messages[0][1][0x00000900] == 0x0000, declared
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
