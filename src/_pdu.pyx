@@ -465,7 +465,7 @@ cdef class Assembler:
 
     cdef object _dataset_fragment(self, int context_id, int control, memoryview view,
                                   const uint8_t* p, Py_ssize_t start, Py_ssize_t length):
-        cdef Py_ssize_t capacity, need
+        cdef Py_ssize_t capacity, need, limit
         cdef char* target
         command = self._command
         if command is None:

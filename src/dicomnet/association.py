@@ -592,12 +592,10 @@ class Association(ServiceUser):
 
     # -- endings ----------------------------------------------------------------------
     def protocol_error(self, exc: Exception) -> None:
-        """The peer broke the protocol; the transport aborts the association."""
-        log.warning("protocol error: %s", exc)
+        """The peer broke the protocol; the transport aborts the association (and logs it)."""
 
     def _abort_for(self, exc: ProtocolError) -> None:
         protocol = self.protocol
-        log.warning("aborting association: %s", exc)
         if protocol is not None and protocol.connection.state in ul.ESTABLISHED_STATES:
             protocol.connection.invalid_pdu(exc)
             protocol.flush()

@@ -210,12 +210,17 @@ class DicomProtocol(asyncio.BufferedProtocol):
                     self.owner.message_received(context_id, command, dataset)
             else:
                 self.owner.ul_event(event)
+        self._report_abort()
+        if not closing:
+            self.flush()
+
+    def _report_abort(self) -> None:
+        """Log the protocol error the connection aborted for, once: the one place
+        where every abort for bad input, found by any layer, is logged."""
         error = self.connection.protocol_error
         if error is not None and error is not self._reported:
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
-        if not closing:
-            self.flush()
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         sink = self.owner.dataset_sink(context_id, command)
@@ -232,18 +237,19 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def _abort_on_error(self, exc: Exception) -> None:
         """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
-        log.warning("aborting association with %s: %s", self.peername, exc)
-        self._reported = exc
         self._discard_open_sink()
         self.owner.protocol_error(exc)
         if not isinstance(exc, ProtocolError):
             exc = ProtocolError(f"dataset sink failed: {exc}")
         if self.connection.state in ul.ESTABLISHED_STATES:
-            self.connection.invalid_pdu(exc)
+            self.connection.invalid_pdu(exc)  # logged by flush, as every abort
+        else:
+            log.warning("closing the connection to %s: %s", self.peername, exc)
         self.flush()
 
     def flush(self) -> None:
         """Write what the connection queued; follow its ARTIM and close requests."""
+        self._report_abort()
         transport = self.transport
         connection = self.connection
         if transport is None:
