@@ -24,8 +24,8 @@ VERIFICATION = "1.2.840.10008.1.1"
 
 
 async def dicomnet_round(count: int, loop_name: str) -> float:
-    from dicomnet import client
-    from dicomnet.server import Listener
+    from dicomnet.net import client
+    from dicomnet.net.listener import Listener
 
     async with Listener("BENCH") as listener:
         await listener.listen("127.0.0.1", 0, 128)
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--associations", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    import dicomnet.codec
+    import dicomnet.core.codec
 
     results: dict[str, list[float]] = {
         "dicomnet (asyncio)": [],
@@ -88,7 +88,7 @@ def main() -> None:
         results["pynetdicom"].append(run_pynetdicom(args.associations))
     base = statistics.median(results["pynetdicom"])
     print(
-        f"codec: {dicomnet.codec.IMPLEMENTATION}; "
+        f"codec: {dicomnet.core.codec.IMPLEMENTATION}; "
         f"{args.associations} associations x {args.rounds} rounds"
     )
     print("| peer | median assoc/s | min | max | ratio to pynetdicom |")

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from dicomnet.pdu import AssociateRQ, PresentationContextRQ, UserInformation
+from dicomnet.core.pdu import AssociateRQ, PresentationContextRQ, UserInformation
 
 DATASET_SIZE = 100 * 1000 * 1000
 READ_SIZE = 64 * 1024
@@ -129,7 +129,7 @@ def test_answer_an_rq_of_128_contexts_with_64_syntaxes_each(benchmark, codec: Mo
 
     Hostile input 21 asks for less than 50 ms of CPU; parsing must stay linear.
     """
-    from dicomnet.negotiation import AcceptorPolicy, SupportedContext, negotiate_as_acceptor
+    from dicomnet.core.negotiation import AcceptorPolicy, SupportedContext, negotiate_as_acceptor
     from dicomnet.testing import raw
 
     ct = "1.2.840.10008.5.1.4.1.1.2"

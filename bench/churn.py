@@ -34,7 +34,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dicomnet import client
+from dicomnet.net import client
 from dicomnet.testing import RawPeer, raw
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -97,7 +97,7 @@ async def aborted_store(port: int, index: int) -> None:
 
 def start(archive: Path) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1", "--port", "0",
          "--dir", str(archive)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip

@@ -10,5 +10,5 @@ import pytest
 
 @pytest.fixture(params=["python", "cython"])
 def codec(request: pytest.FixtureRequest) -> ModuleType:
-    name = "dicomnet._pdu_py" if request.param == "python" else "dicomnet._pdu"
+    name = "dicomnet.core._pdu_py" if request.param == "python" else "dicomnet.core._pdu"
     return importlib.import_module(name)

@@ -43,7 +43,7 @@ def status_of(pid: int, field: str) -> float:
 def start(archive: Path, limit: int) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1", "--port", "0",
+            sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1", "--port", "0",
             "--dir", str(archive), "--max-associations", str(limit),
         ],
         stdout=subprocess.PIPE,

@@ -117,7 +117,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 def dicomnet_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dicomnet.cli", *args]
+    return [sys.executable, "-m", "dicomnet", *args]
 
 
 def receiver_command(kind: str, port: int, out: Path) -> list[str]:

@@ -13,7 +13,7 @@ if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || ! ls /usr/lib/pos
 fi
 python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
 
-python -c "import dicomnet.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
+python -c "import dicomnet.core.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
 ruff check src tests bench
 mypy
 python -m pytest -q

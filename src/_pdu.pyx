@@ -1,14 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""The compiled PDU codec; its API and documentation are those of dicomnet._pdu_py."""
+"""The compiled PDU codec; its API and documentation are those of dicomnet.core._pdu_py."""
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memmove
 
-from dicomnet._command_tags import COMMAND_TAGS
+from dicomnet.core._command_tags import COMMAND_TAGS
 from dicomnet.errors import CommandSetError, PDUError, PDUTooLarge, PDVError, UnrecognizedPDU
-from dicomnet.pdu import (
+from dicomnet.core.pdu import (
     DEFAULT_MAX_ASSOCIATE_LENGTH,
     DEFAULT_MAX_PDU_LENGTH,
     UNLIMITED_RECEIVE_CAP,
@@ -804,7 +804,7 @@ cdef tuple encode_body(object pdu):
         return 0x06, bytes(4)
     if kind is Abort:
         return 0x07, b"\0\0" + u8(pdu.source, "abort source") + u8(pdu.reason, "abort reason")
-    raise TypeError(f"not a dicomnet.pdu PDU value: {kind.__name__}")
+    raise TypeError(f"not a dicomnet.core.pdu PDU value: {kind.__name__}")
 
 
 def encode_pdu(pdu):

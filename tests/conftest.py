@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-_CODEC_MODULES = {"python": "dicomnet._pdu_py", "cython": "dicomnet._pdu"}
+_CODEC_MODULES = {"python": "dicomnet.core._pdu_py", "cython": "dicomnet.core._pdu"}
 
 
 @pytest.fixture(params=sorted(_CODEC_MODULES))
@@ -26,6 +26,6 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
         if name == "cython" and os.environ.get("DICOMNET_NO_EXTENSIONS", "") == "1":
             pytest.skip("DICOMNET_NO_EXTENSIONS=1: pure-Python pass, compiled codec not tested")
         pytest.fail(
-            f"compiled codec dicomnet._pdu cannot be imported ({error}); "
+            f"compiled codec dicomnet.core._pdu cannot be imported ({error}); "
             "build it with `pip install -e .`"
         )

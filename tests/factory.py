@@ -7,7 +7,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from dicomnet.part10 import read_file_meta
+from dicomnet.dataset.part10 import read_file_meta
 
 
 def ct_dataset(index: int = 0, *, pixels: int = 64, study: str | None = None) -> Dataset:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dicomnet import client
-from dicomnet.datasets import encode_dataset
-from dicomnet.negotiation import SupportedContext
-from dicomnet.server import Listener, ListenerLimits
-from dicomnet.storage import FolderStorage
+from dicomnet.core.negotiation import SupportedContext
+from dicomnet.dataset.encoding import encode_dataset
+from dicomnet.net import client
+from dicomnet.net.listener import Listener, ListenerLimits
+from dicomnet.services.storage import FolderStorage
 from dicomnet.testing import RawPeer, open_files, raw, task_count
 
 from factory import ct_dataset

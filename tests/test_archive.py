@@ -12,14 +12,14 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.archive import INDEX_NAME, Archive
-from dicomnet.dimse import CommandField
-from dicomnet.index import ArchiveIndex, IndexEntry
-from dicomnet.retrieve import get_contexts
-from dicomnet.server import Listener
-from dicomnet.storage import FolderStorage
-from dicomnet.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET
+from dicomnet.archive.archive import INDEX_NAME, Archive
+from dicomnet.archive.index import ArchiveIndex, IndexEntry
+from dicomnet.core.dimse import CommandField
+from dicomnet.core.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.net.retrieve import get_contexts
+from dicomnet.services.storage import FolderStorage
 
 from factory import dataset_bytes, make_study
 from peers import dcmtk_env, free_port, run_dcmtk, wait_for_port
@@ -169,7 +169,7 @@ def test_index_group_commits_concurrent_adds(tmp_path: Path) -> None:
             SOPInstanceUID=f"1.2.3.4.{index}",
             SOPClassUID=CT,
         )
-        from dicomnet.index import ATTRIBUTES
+        from dicomnet.archive.index import ATTRIBUTES
 
         for keyword in ATTRIBUTES:
             attributes.setdefault(keyword, "")
@@ -195,7 +195,7 @@ def test_dcmtk_store_find_move_get_against_dicomnet_listen(tmp_path: Path) -> No
     move_port = free_port()
     listener = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--aet", "ARCHIVE",
+            sys.executable, "-m", "dicomnet", "listen", "--aet", "ARCHIVE",
             "--host", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path / "archive"),
             "--move-destination", f"MOVESCU=127.0.0.1:{move_port}",
         ],
@@ -267,14 +267,14 @@ def test_an_unreadable_file_fails_alone_in_its_batch(tmp_path: Path) -> None:
 def test_commit_command_against_the_archive(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dicomnet.cli import main
+    from dicomnet.cli.main import main
 
     _, paths = make_study(tmp_path / "a", 2)
     stranger = make_study(tmp_path / "b", 1)[1][0]
     port = free_port()
     listener = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--aet", "ARCHIVE",
+            sys.executable, "-m", "dicomnet", "listen", "--aet", "ARCHIVE",
             "--host", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path / "archive"),
         ],
         stdout=subprocess.DEVNULL,

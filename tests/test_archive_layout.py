@@ -12,10 +12,10 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dicomnet import client
-from dicomnet.archive import INDEX_NAME, Archive
-from dicomnet.server import Listener
-from dicomnet.storage import FolderStorage, remove_leftovers
+from dicomnet.archive.archive import INDEX_NAME, Archive
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.services.storage import FolderStorage, remove_leftovers
 
 from factory import ct_dataset, dataset_bytes, write_part10
 

@@ -8,10 +8,11 @@ import socket
 import pytest
 
 import dicomnet
-from dicomnet import client, dimse
-from dicomnet.pdu import AssociateRJ, UserIdentityRQ
-from dicomnet.server import IPType, Listener, ListenerLimits
-from dicomnet.uids import VERIFICATION_SOP_CLASS
+from dicomnet.core import dimse
+from dicomnet.core.pdu import AssociateRJ, UserIdentityRQ
+from dicomnet.core.uids import VERIFICATION_SOP_CLASS
+from dicomnet.net import client
+from dicomnet.net.listener import IPType, Listener, ListenerLimits
 
 
 def run(coro, timeout: float = 30.0):
@@ -251,7 +252,7 @@ def test_pipelined_echoes_within_the_window() -> None:
 
 
 def test_user_identity_hook_rejects_and_accepts() -> None:
-    from dicomnet.negotiation import UserIdentityDecision
+    from dicomnet.core.negotiation import UserIdentityDecision
 
     async def scenario() -> None:
         async with Listener("SCP") as listener:

@@ -9,8 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from dicomnet.cli import main
-from dicomnet.cli_query import build_identifier
+from dicomnet.cli.main import main
+from dicomnet.cli.query import build_identifier
 
 from factory import dataset_bytes, make_study
 from peers import dcmqrscp, free_port, run_dcmtk

@@ -12,8 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from dicomnet.errors import PDUError, UnrecognizedPDU
-from dicomnet.pdu import (
+from dicomnet.core.pdu import (
     Abort,
     AssociateAC,
     AssociateRJ,
@@ -31,6 +30,7 @@ from dicomnet.pdu import (
     UserIdentityRQ,
     UserInformation,
 )
+from dicomnet.errors import PDUError, UnrecognizedPDU
 
 VERIFICATION = "1.2.840.10008.1.1"  # 17 bytes
 IMPLICIT_LE = "1.2.840.10008.1.2"  # 17 bytes

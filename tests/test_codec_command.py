@@ -7,7 +7,7 @@ from types import ModuleType
 import pytest
 from pydicom.datadict import DicomDictionary
 
-from dicomnet._command_tags import COMMAND_TAGS, TAG_BY_KEYWORD
+from dicomnet.core._command_tags import COMMAND_TAGS, TAG_BY_KEYWORD
 from dicomnet.errors import CommandSetError
 
 

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from dicomnet.core.pdu import DEFAULT_MAX_PDU_LENGTH, UNLIMITED_RECEIVE_CAP
 from dicomnet.errors import AbortReason, PDUError, PDUTooLarge, ProtocolError, UnrecognizedPDU
-from dicomnet.pdu import DEFAULT_MAX_PDU_LENGTH, UNLIMITED_RECEIVE_CAP
 
 RELEASE_RQ = bytes.fromhex("05 00 00000004 00000000")
 RELEASE_RP = bytes.fromhex("06 00 00000004 00000000")

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from dicomnet.core.pdu import UNLIMITED_SEND_PDU_LENGTH
 from dicomnet.errors import CommandSetError, PDUError, PDVError, ProtocolError
-from dicomnet.pdu import UNLIMITED_SEND_PDU_LENGTH
 
 # C-ECHO-RQ (no dataset) and C-STORE-RQ (dataset follows), implicit VR LE.
 ECHO_FIELDS = {

@@ -14,9 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dicomnet import _pdu_py
-from dicomnet.errors import ProtocolError
-from dicomnet.pdu import (
+from dicomnet.core import _pdu_py
+from dicomnet.core.pdu import (
     Abort,
     AssociateAC,
     AssociateRJ,
@@ -34,6 +33,7 @@ from dicomnet.pdu import (
     UserIdentityRQ,
     UserInformation,
 )
+from dicomnet.errors import ProtocolError
 
 PROPERTY = settings(
     max_examples=150,

@@ -21,8 +21,8 @@ from pynetdicom import pdu_primitives as pn
 from pynetdicom.dimse_messages import C_FIND_RSP, C_STORE_RQ, N_ACTION_RQ, DIMSEMessage
 from pynetdicom.presentation import PresentationContext
 
-from dicomnet._command_tags import COMMAND_TAGS, TAG_BY_KEYWORD
-from dicomnet.pdu import (
+from dicomnet.core._command_tags import COMMAND_TAGS, TAG_BY_KEYWORD
+from dicomnet.core.pdu import (
     Abort,
     AssociateAC,
     AssociateRJ,

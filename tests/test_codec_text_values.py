@@ -6,7 +6,7 @@ from types import ModuleType
 
 from pydicom.uid import UID
 
-from dicomnet.pdu import AssociateRQ, PresentationContextRQ
+from dicomnet.core.pdu import AssociateRQ, PresentationContextRQ
 
 
 def test_str_subclasses_encode_like_str(codec: ModuleType) -> None:

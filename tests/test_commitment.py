@@ -14,16 +14,16 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomnet import client
-from dicomnet.commitment import (
+from dicomnet.core.uids import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.net.retrieve import MoveDestination
+from dicomnet.services.commitment import (
     CommitmentProvider,
     CommitmentWaiter,
     commitment_contexts,
     request_commitment,
 )
-from dicomnet.retrieve import MoveDestination
-from dicomnet.server import Listener
-from dicomnet.uids import STORAGE_COMMITMENT_PUSH, STORAGE_COMMITMENT_PUSH_INSTANCE
 
 from factory import ct_dataset, write_part10
 from peers import free_port
@@ -414,7 +414,7 @@ def provider_in_thread(provider: CommitmentProvider) -> Iterator[int]:
 def test_commit_command_on_the_same_association(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dicomnet.cli_commit import commit
+    from dicomnet.cli.commit import commit
 
     store = Store(tmp_path / "store")
     good = [str(store.files[uid]) for uid in store.good]
@@ -434,7 +434,7 @@ def test_commit_command_on_the_same_association(tmp_path: Path) -> None:
 def test_commit_command_on_a_new_association(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dicomnet.cli_commit import commit
+    from dicomnet.cli.commit import commit
 
     store = Store(tmp_path / "store")
     files = [str(store.files[uid]) for uid in (*store.good, store.truncated)]

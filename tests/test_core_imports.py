@@ -16,11 +16,11 @@ import sys
 import pytest
 
 CORE_MODULES = [
-    "dicomnet.codec",
-    "dicomnet.pdu",
-    "dicomnet.ul",
-    "dicomnet.negotiation",
-    "dicomnet.dimse",
+    "dicomnet.core.codec",
+    "dicomnet.core.pdu",
+    "dicomnet.core.ul",
+    "dicomnet.core.negotiation",
+    "dicomnet.core.dimse",
 ]
 
 FORBIDDEN = {
@@ -73,7 +73,7 @@ def test_core_module_imports_no_io_or_clock(module: str) -> None:
 def test_dicomnet_connect_is_imported_on_first_use() -> None:
     probe = (
         "import sys, dicomnet; light = 'asyncio' not in sys.modules; "
-        "from dicomnet.client import connect; "
+        "from dicomnet.net.client import connect; "
         "print(light, dicomnet.connect is connect, 'connect' in dicomnet.__all__)"
     )
     result = subprocess.run(

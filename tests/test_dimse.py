@@ -6,9 +6,9 @@ from types import ModuleType
 
 import pytest
 
-from dicomnet import dimse
+from dicomnet.core import dimse
+from dicomnet.core.status import StatusClass, describe_status, status_class
 from dicomnet.errors import CommandSetError
-from dicomnet.status import StatusClass, describe_status, status_class
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 UID = "1.2.826.0.1.3680043.8.498.1"

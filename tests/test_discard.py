@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from dicomnet import client
-from dicomnet.discard import DiscardStorage
-from dicomnet.server import Listener
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.services.discard import DiscardStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
 

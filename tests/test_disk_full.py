@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicomnet import client
-from dicomnet.archive import Archive
-from dicomnet.server import Listener
+from dicomnet.archive.archive import Archive
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
 
 from factory import ct_dataset, write_part10
 

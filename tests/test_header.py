@@ -8,9 +8,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomnet.datasets import encode_dataset
-from dicomnet.header import read_attributes
-from dicomnet.index import ATTRIBUTES, TAGS, entry_from_file
+from dicomnet.archive.index import ATTRIBUTES, TAGS, entry_from_file
+from dicomnet.dataset.attributes import read_attributes
+from dicomnet.dataset.encoding import encode_dataset
 
 from factory import ct_dataset, write_part10
 
@@ -88,7 +88,7 @@ def test_entry_from_file_matches_pydicom_for_either_path(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT])
 def test_is_complete_walks_to_the_end_and_no_further(syntax: str) -> None:
-    from dicomnet.header import is_complete
+    from dicomnet.dataset.attributes import is_complete
 
     data = encode_dataset(with_sequences(ct_dataset(2), True), syntax)
     implicit = syntax == IMPLICIT
@@ -101,7 +101,7 @@ def test_is_complete_walks_to_the_end_and_no_further(syntax: str) -> None:
 def test_is_complete_with_encapsulated_pixel_data() -> None:
     from pydicom.encaps import encapsulate
 
-    from dicomnet.header import is_complete
+    from dicomnet.dataset.attributes import is_complete
 
     ds = ct_dataset(0)
     ds.PixelData = encapsulate([b"\x01" * 100, b"\x02" * 50])
@@ -115,7 +115,7 @@ def test_is_complete_with_encapsulated_pixel_data() -> None:
 def test_deflated_file_attributes_come_from_a_bounded_window(tmp_path: Path) -> None:
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    from dicomnet.header import read_file_attributes
+    from dicomnet.dataset.attributes import read_file_attributes
 
     ds = ct_dataset(3)
     path = write_part10(ds, tmp_path / "deflated.dcm", DeflatedExplicitVRLittleEndian)
@@ -132,8 +132,8 @@ def test_a_deflate_bomb_is_refused_not_inflated(tmp_path: Path) -> None:
 
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    from dicomnet.header import read_file_attributes
-    from dicomnet.part10 import read_file_meta
+    from dicomnet.dataset.attributes import read_file_attributes
+    from dicomnet.dataset.part10 import read_file_meta
 
     ds = ct_dataset(4)
     path = write_part10(ds, tmp_path / "bomb.dcm", DeflatedExplicitVRLittleEndian)

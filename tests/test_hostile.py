@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dicomnet.pdu import AssociateAC
+from dicomnet.core.pdu import AssociateAC
 from dicomnet.testing import RawPeer, raw
 from hostile import (
     AE,
@@ -774,7 +774,7 @@ async def slow_drip_inside_an_association(h: Harness) -> None:  # [70]
 
 @tolerated
 async def peer_maximum_lengths_1_13_4095_and_0(h: Harness) -> None:  # [74]
-    from dicomnet.codec import Assembler
+    from dicomnet.core.codec import Assembler
 
     for declared, limit in ((1, 8), (13, 13), (4095, 4095), (0, 1 << 20)):
         async with await h.peer() as peer:

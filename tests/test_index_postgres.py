@@ -11,11 +11,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.archive import Archive
-from dicomnet.index import ArchiveIndex, IndexEntry
-from dicomnet.server import Listener
-from dicomnet.uids import STUDY_ROOT_FIND
+from dicomnet.archive.archive import Archive
+from dicomnet.archive.index import ArchiveIndex, IndexEntry
+from dicomnet.core.uids import STUDY_ROOT_FIND
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
 
 from factory import dataset_bytes, make_study
 from postgres_server import postgres_server

@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from dicomnet import client
-from dicomnet.server import IPType, Listener, ListenerLimits
+from dicomnet.net import client
+from dicomnet.net.listener import IPType, Listener, ListenerLimits
 
 from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
 
@@ -97,7 +97,7 @@ def test_our_echo_cli_to_dcmtk_storescp() -> None:
             [
                 sys.executable,
                 "-m",
-                "dicomnet.cli",
+                "dicomnet",
                 "echo",
                 "--aec",
                 "STORESCP",
@@ -116,7 +116,7 @@ def test_our_echo_cli_to_dcmtk_storescp() -> None:
 def test_our_echo_cli_reports_a_refused_connection() -> None:
     port = free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "dicomnet.cli", "echo", "--timeout", "5", "127.0.0.1", str(port)],
+        [sys.executable, "-m", "dicomnet", "echo", "--timeout", "5", "127.0.0.1", str(port)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -226,7 +226,7 @@ def test_pynetdicom_abort_is_seen_by_our_listener() -> None:
 
 def test_listen_cli_prints_the_bound_port_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

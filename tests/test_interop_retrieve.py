@@ -13,13 +13,13 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.association import IncomingRequest
-from dicomnet.dimse import CommandField
-from dicomnet.retrieve import MoveDestination, get_contexts
-from dicomnet.server import Listener
-from dicomnet.storage import FolderStorage
-from dicomnet.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from dicomnet.core.dimse import CommandField
+from dicomnet.core.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from dicomnet.net import client
+from dicomnet.net.association import IncomingRequest
+from dicomnet.net.listener import Listener
+from dicomnet.net.retrieve import MoveDestination, get_contexts
+from dicomnet.services.storage import FolderStorage
 
 from factory import dataset_bytes, make_study
 from peers import dcmqrscp, dcmtk, dcmtk_env, free_port

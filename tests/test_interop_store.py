@@ -14,9 +14,9 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from dicomnet import client
-from dicomnet.server import Listener
-from dicomnet.storage import FolderStorage
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.services.storage import FolderStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
 from peers import dcmtk, dcmtk_env, dcmtk_server, free_port
@@ -83,7 +83,7 @@ def test_our_store_cli_into_dcmtk_storescp(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "dicomnet.cli",
+                "dicomnet",
                 "store",
                 "--quiet",
                 "--aec",
@@ -113,7 +113,7 @@ def test_store_cli_exits_non_zero_when_an_instance_fails(tmp_path: Path) -> None
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "dicomnet.cli",
+                "dicomnet",
                 "store",
                 "--quiet",
                 "--recursive",

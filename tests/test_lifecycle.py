@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicomnet import client
 from dicomnet.errors import DicomNetError
+from dicomnet.net import client
 
 from factory import ct_dataset, dataset_bytes, write_part10
 
@@ -29,7 +29,7 @@ def start_listener(archive: Path, *options: str) -> tuple[subprocess.Popen[str],
     """``dicomnet listen`` on a free loopback port; the process and its port."""
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1",
+            sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1",
             "--port", "0", "--dir", str(archive), *options,
         ],
         stdout=subprocess.PIPE,

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from dicomnet import client
 from dicomnet.errors import DicomNetError
-from dicomnet.server import Listener, ListenerLimits
+from dicomnet.net import client
+from dicomnet.net.listener import Listener, ListenerLimits
 
 VERIFICATION = "1.2.840.10008.1.1"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -132,8 +132,8 @@ def test_a_busy_association_is_not_idle() -> None:
 
 
 def test_a_peer_that_reads_nothing_is_dropped_after_the_write_timeout() -> None:
-    from dicomnet.dimse import CommandField
-    from dicomnet.negotiation import SupportedContext
+    from dicomnet.core.dimse import CommandField
+    from dicomnet.core.negotiation import SupportedContext
     from dicomnet.testing import RawPeer, raw
 
     find = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -169,7 +169,7 @@ def test_a_peer_that_reads_nothing_is_dropped_after_the_write_timeout() -> None:
 
 
 def test_size_and_timeout_limits_reach_the_listener_from_toml(tmp_path) -> None:
-    from dicomnet.service import ServiceConfig, _limits, load_config
+    from dicomnet.cli.listen_service import ServiceConfig, _limits, load_config
 
     settings = tmp_path / "dicomnet.toml"
     settings.write_text(
@@ -197,7 +197,7 @@ def test_size_and_timeout_limits_reach_the_listener_from_toml(tmp_path) -> None:
 def test_listen_flags_for_every_limit() -> None:
     from click.testing import CliRunner
 
-    from dicomnet.cli import main
+    from dicomnet.cli.main import main
 
     result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["listen", "--help"])
     assert result.exit_code == 0

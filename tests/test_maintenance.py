@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.archive import Archive
-from dicomnet.cli import main
-from dicomnet.maintenance import reindex, verify
-from dicomnet.server import Listener
-from dicomnet.uids import STUDY_ROOT_FIND
+from dicomnet.archive.archive import Archive
+from dicomnet.archive.maintenance import reindex, verify
+from dicomnet.cli.main import main
+from dicomnet.core.uids import STUDY_ROOT_FIND
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
 
 from factory import ct_dataset, make_study, write_part10
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dicomnet.matching import matches
+from dicomnet.dataset.matching import matches
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.mpps import MPPSProvider, complete_procedure_step, start_procedure_step
-from dicomnet.server import Listener
-from dicomnet.uids import MPPS
+from dicomnet.core.uids import MPPS
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.services.mpps import MPPSProvider, complete_procedure_step, start_procedure_step
 
 from peers import free_port
 

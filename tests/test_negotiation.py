@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pynetdicom import sop_class
 
-from dicomnet import codec as dicomnet_codec
-from dicomnet.negotiation import (
+from dicomnet.core import codec as dicomnet_codec
+from dicomnet.core.negotiation import (
     AcceptedContext,
     AcceptorPolicy,
     Negotiated,
@@ -30,7 +30,7 @@ from dicomnet.negotiation import (
     negotiate_as_acceptor,
     validate_ae_title,
 )
-from dicomnet.pdu import (
+from dicomnet.core.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
@@ -44,7 +44,7 @@ from dicomnet.pdu import (
     UserIdentityRQ,
     UserInformation,
 )
-from dicomnet.uids import (
+from dicomnet.core.uids import (
     ALL_TRANSFER_SYNTAXES,
     DEFAULT_TRANSFER_SYNTAXES,
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,

@@ -8,11 +8,11 @@ import logging
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.association import IncomingRequest, Reply
-from dicomnet.dimse import CommandField
-from dicomnet.pdu import RoleSelection
-from dicomnet.server import Listener
+from dicomnet.core.dimse import CommandField
+from dicomnet.core.pdu import RoleSelection
+from dicomnet.net import client
+from dicomnet.net.association import IncomingRequest, Reply
+from dicomnet.net.listener import Listener
 
 from peers import free_port
 
@@ -270,8 +270,8 @@ def test_unhandled_n_request_answers_no_such_sop_class_and_failure_fields() -> N
 
 
 def test_every_status_class_and_the_fields_of_each_response() -> None:
-    from dicomnet.status import StatusClass, status_class
-    from dicomnet.store_scu import NoAcceptedContext
+    from dicomnet.core.status import StatusClass, status_class
+    from dicomnet.net.store_client import NoAcceptedContext
 
     seen: list = []
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from dicomnet import client
-from dicomnet.service import ServiceConfig, load_config, serve
+from dicomnet.cli.listen_service import ServiceConfig, load_config, serve
+from dicomnet.net import client
 
 from factory import ct_dataset, dataset_bytes, write_part10
 from peers import free_port

@@ -57,10 +57,10 @@ def test_wheel_carries_the_compiled_codec(tmp_path: Path) -> None:
     assert "cp3" in wheel.name, wheel.name
     target = tmp_path / "site"
     pip("install", "--no-deps", "--target", str(target), str(wheel))
-    assert not list(target.glob("dicomnet/*.pyx")) and not list(target.glob("dicomnet/*.c"))
+    assert not list(target.glob("dicomnet/**/*.pyx")) and not list(target.glob("dicomnet/**/*.c"))
     out = python_in(
         target,
-        "import dicomnet, dicomnet.codec as c; print(c.IMPLEMENTATION, dicomnet.__file__)",
+        "import dicomnet, dicomnet.core.codec as c; print(c.IMPLEMENTATION, dicomnet.__file__)",
         tmp_path,
     )
     implementation, location = out.split()
@@ -80,12 +80,12 @@ def test_install_without_extensions_is_pure_and_passes_the_codec_tests(tmp_path:
         str(source_copy(tmp_path)),
         env=env,
     )
-    assert not list(target.glob("dicomnet/_pdu.*.so")) and not list(
-        target.glob("dicomnet/_pdu.*.pyd")
+    assert not list(target.glob("dicomnet/**/_pdu.*.so")) and not list(
+        target.glob("dicomnet/**/_pdu.*.pyd")
     )
     out = python_in(
         target,
-        "import dicomnet, dicomnet.codec as c; print(c.IMPLEMENTATION, dicomnet.__file__)",
+        "import dicomnet, dicomnet.core.codec as c; print(c.IMPLEMENTATION, dicomnet.__file__)",
         tmp_path,
     )
     implementation, location = out.split()

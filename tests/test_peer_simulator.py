@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.association import RequestTimeouts
-from dicomnet.client import AssociationTimeouts
+from dicomnet.core.pdu import AssociateRJ
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -24,7 +22,9 @@ from dicomnet.errors import (
     DicomNetError,
     RequestTimeout,
 )
-from dicomnet.pdu import AssociateRJ
+from dicomnet.net import client
+from dicomnet.net.association import RequestTimeouts
+from dicomnet.net.client import AssociationTimeouts
 from dicomnet.testing import Behaviour, MisbehavingSCP
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -178,7 +178,7 @@ def test_a_rejection_is_association_rejected() -> None:
 def test_an_scp_vanishing_mid_dataset_is_connection_closed() -> None:
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-    from dicomnet.datasets import encode_dataset
+    from dicomnet.dataset.encoding import encode_dataset
 
     from factory import ct_dataset
 

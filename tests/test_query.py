@@ -8,12 +8,12 @@ from contextlib import aclosing
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnet import client
-from dicomnet.association import IncomingRequest, Reply
-from dicomnet.dimse import CommandField
-from dicomnet.negotiation import SupportedContext
-from dicomnet.server import Listener
-from dicomnet.uids import STUDY_ROOT_FIND
+from dicomnet.core.dimse import CommandField
+from dicomnet.core.negotiation import SupportedContext
+from dicomnet.core.uids import STUDY_ROOT_FIND
+from dicomnet.net import client
+from dicomnet.net.association import IncomingRequest, Reply
+from dicomnet.net.listener import Listener
 
 from peers import dcmtk, dcmtk_env
 

@@ -8,11 +8,12 @@ from contextlib import aclosing
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnet import client, dimse
-from dicomnet.association import IncomingRequest, OutgoingRequest, Reply, RequestTimeouts
+from dicomnet.core import dimse
+from dicomnet.core.uids import STUDY_ROOT_FIND, VERIFICATION_SOP_CLASS
 from dicomnet.errors import LocalProtocolError, RequestTimeout
-from dicomnet.server import Listener, ServerAssociation
-from dicomnet.uids import STUDY_ROOT_FIND, VERIFICATION_SOP_CLASS
+from dicomnet.net import client
+from dicomnet.net.association import IncomingRequest, OutgoingRequest, Reply, RequestTimeouts
+from dicomnet.net.listener import Listener, ServerAssociation
 
 
 def run(coro, timeout: float = 60.0):

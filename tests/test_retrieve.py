@@ -10,13 +10,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dicomnet import client
-from dicomnet.association import IncomingRequest
-from dicomnet.dimse import CommandField
-from dicomnet.retrieve import COMMON_STORAGE_CLASSES, MoveDestination, get_contexts
-from dicomnet.server import Listener, ListenerLimits
-from dicomnet.storage import FolderStorage
-from dicomnet.uids import SOP_CLASSES, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from dicomnet.core.dimse import CommandField
+from dicomnet.core.uids import SOP_CLASSES, STUDY_ROOT_GET, STUDY_ROOT_MOVE
+from dicomnet.net import client
+from dicomnet.net.association import IncomingRequest
+from dicomnet.net.listener import Listener, ListenerLimits
+from dicomnet.net.retrieve import COMMON_STORAGE_CLASSES, MoveDestination, get_contexts
+from dicomnet.services.storage import FolderStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
 from peers import free_port
@@ -518,9 +518,9 @@ def test_originator_aborting_during_c_move_stops_the_sub_operations(tmp_path: Pa
 
 
 def test_sub_operation_counters_stay_within_their_us_fields() -> None:
-    from dicomnet import dimse
-    from dicomnet.codec import encode_command
-    from dicomnet.retrieve import SubOperations
+    from dicomnet.core import dimse
+    from dicomnet.core.codec import encode_command
+    from dicomnet.net.retrieve import SubOperations
 
     counters = SubOperations(70_000)
     pending = counters.pending()

@@ -17,11 +17,12 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
-from dicomnet import client, dimse
-from dicomnet.codec import encode_command, fragment_message
-from dicomnet.server import Listener
-from dicomnet.storage import FolderStorage
-from dicomnet.store_scu import NoAcceptedContext
+from dicomnet.core import dimse
+from dicomnet.core.codec import encode_command, fragment_message
+from dicomnet.net import client
+from dicomnet.net.listener import Listener
+from dicomnet.net.store_client import NoAcceptedContext
+from dicomnet.services.storage import FolderStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
 

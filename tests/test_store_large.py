@@ -14,8 +14,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from dicomnet import client
-from dicomnet.part10 import read_file_meta
+from dicomnet.dataset.part10 import read_file_meta
+from dicomnet.net import client
 
 from peers import free_port, wait_for_port
 
@@ -72,7 +72,7 @@ def test_two_gigabyte_dataset_streams_to_disk(tmp_path: Path) -> None:
     port = free_port()
     receiver = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1",
+            sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1",
             "--port", str(port), "--dir", str(archive), "--fsync", "never",
         ],
         stdout=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ def test_blocking_facade_serves_a_dicomnet_listener_in_another_process(tmp_path)
         [
             sys.executable,
             "-m",
-            "dicomnet.cli",
+            "dicomnet",
             "listen",
             "--host",
             "127.0.0.1",

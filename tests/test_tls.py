@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dicomnet import client
-from dicomnet.cli import main
+from dicomnet.cli.main import main
 from dicomnet.errors import ConnectionClosed
-from dicomnet.server import Listener, ListenerLimits
-from dicomnet.storage import FolderStorage
-from dicomnet.tls import client_context, server_context
+from dicomnet.net import client
+from dicomnet.net.listener import Listener, ListenerLimits
+from dicomnet.net.tls import client_context, server_context
+from dicomnet.services.storage import FolderStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
 from peers import dcmtk, dcmtk_env, dcmtk_server, free_port, wait_for_port
@@ -179,7 +179,7 @@ def test_command_line_listen_and_echo_over_tls(certs: Certificates, tmp_path: Pa
     port = free_port()
     listener = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1",
+            sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1",
             "--port", str(port), "--dir", str(tmp_path / "archive"),
             "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
             "--tls-ca", str(certs.ca), "--require-client-cert",

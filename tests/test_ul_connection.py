@@ -1,4 +1,4 @@
-"""Two dicomnet.ul Connections talking in memory: no sockets, no sleeps.
+"""Two dicomnet.core.ul Connections talking in memory: no sockets, no sleeps.
 
 A requestor and an acceptor are joined by :class:`Link`, which carries what
 one side queued into the other and collects the events that come out. The
@@ -15,17 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dicomnet import ul
-from dicomnet.codec import encode_pdu
-from dicomnet.errors import LocalProtocolError, PDVError, UnexpectedPDU
-from dicomnet.pdu import (
+from dicomnet.core import ul
+from dicomnet.core.codec import encode_pdu
+from dicomnet.core.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
     PresentationContextAC,
     PresentationContextRQ,
 )
-from dicomnet.ul import Role, State
+from dicomnet.core.ul import Role, State
+from dicomnet.errors import LocalProtocolError, PDVError, UnexpectedPDU
 
 RQ = AssociateRQ(
     "ACCEPTOR",

@@ -1,11 +1,11 @@
 # ruff: noqa: E501  (the grid keeps the 13 columns of PS3.8 Table 9-10 on one line per event)
-"""PS3.8 Table 9-10, cell by cell, against dicomnet.ul.
+"""PS3.8 Table 9-10, cell by cell, against dicomnet.core.ul.
 
 The grid below is the standard's table in its own shape: one row per event
 (Evt1-Evt19), one column per state (Sta1-Sta13), each cell the action the
 standard names there or "" where the event cannot happen. The first tests
 compare it with ``ul.TRANSITIONS``; the last one drives a real
-:class:`~dicomnet.ul.Connection` into every state by real event sequences,
+:class:`~dicomnet.core.ul.Connection` into every state by real event sequences,
 fires every event there and checks what the action named in the grid must do
 (PS3.8 Tables 9-6 to 9-9): the next state, the bytes sent, the user event,
 ARTIM and the transport close.
@@ -18,17 +18,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from dicomnet import ul
-from dicomnet.codec import encode_pdu
-from dicomnet.errors import LocalProtocolError
-from dicomnet.pdu import (
+from dicomnet.core import ul
+from dicomnet.core.codec import encode_pdu
+from dicomnet.core.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
     PresentationContextAC,
     PresentationContextRQ,
 )
-from dicomnet.ul import Evt, Role, State
+from dicomnet.core.ul import Evt, Role, State
+from dicomnet.errors import LocalProtocolError
 
 # fmt: off
 #                Sta1    Sta2    Sta3    Sta4    Sta5    Sta6    Sta7    Sta8    Sta9    Sta10    Sta11   Sta12   Sta13

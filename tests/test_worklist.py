@@ -12,9 +12,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomnet.server import Listener
-from dicomnet.uids import MODALITY_WORKLIST_FIND
-from dicomnet.worklist import WorklistProvider
+from dicomnet.core.uids import MODALITY_WORKLIST_FIND
+from dicomnet.net.listener import Listener
+from dicomnet.services.worklist import WorklistProvider
 
 from peers import dcmtk, dcmtk_env
 
@@ -149,16 +149,16 @@ def test_listen_serves_worklist_and_mpps_from_the_command_line(
     import subprocess
     import sys
 
-    from dicomnet import client
-    from dicomnet.mpps import complete_procedure_step, start_procedure_step
-    from dicomnet.uids import MPPS
+    from dicomnet.core.uids import MPPS
+    from dicomnet.net import client
+    from dicomnet.services.mpps import complete_procedure_step, start_procedure_step
 
     from peers import free_port, wait_for_port
 
     port = free_port()
     listener = subprocess.Popen(
         [
-            sys.executable, "-m", "dicomnet.cli", "listen", "--host", "127.0.0.1",
+            sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1",
             "--port", str(port), "--dir", str(tmp_path / "archive"),
             "--worklist", str(worklist), "--mpps", str(tmp_path / "mpps"),
         ],
@@ -229,7 +229,7 @@ def two_step_item() -> Dataset:
     ],
 )
 def test_item_matching(keys: dict[str, str], step_keys: dict[str, str], matched: bool) -> None:
-    from dicomnet.worklist import item_matches
+    from dicomnet.services.worklist import item_matches
 
     query = worklist_query(**step_keys)
     for keyword, value in keys.items():
@@ -238,7 +238,7 @@ def test_item_matching(keys: dict[str, str], step_keys: dict[str, str], matched:
 
 
 def test_response_holds_requested_keys_and_matching_steps_only(tmp_path: Path) -> None:
-    from dicomnet.worklist import _response
+    from dicomnet.services.worklist import _response
 
     query = worklist_query(Modality="MR")
     query.PatientBirthDate = ""  # a return key the item lacks: returned empty

@@ -1,4 +1,4 @@
-"""Write src/dicomnet/_sop_classes.py from pydicom's UID dictionary.
+"""Write src/dicomnet/core/_sop_classes.py from pydicom's UID dictionary.
 
 The protocol core must not import pydicom at run time (pydicom's package
 import loads urllib3, hence socket and ssl), so the SOP class table it needs
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom._uid_dict import UID_dictionary
 
-TARGET = Path(__file__).resolve().parent.parent / "src" / "dicomnet" / "_sop_classes.py"
+TARGET = Path(__file__).resolve().parent.parent / "src" / "dicomnet" / "core" / "_sop_classes.py"
 
 
 def main() -> None:

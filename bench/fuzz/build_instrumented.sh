@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build dicomnet._pdu with libFuzzer's coverage instrumentation, for
+# Build dicomnet.core._pdu with libFuzzer's coverage instrumentation, for
 # fuzz_codec.py to be guided by the compiled codec's own branches.
 #
 #   bash bench/fuzz/build_instrumented.sh            # writes build/fuzz/_pdu.*.so

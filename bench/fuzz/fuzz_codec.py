@@ -17,7 +17,7 @@ The corpus folder is optional; libFuzzer grows it with inputs that reach new
 code. Coverage then comes from the instrumented Python twin. For coverage of
 the compiled codec's own branches, build it instrumented
 (``bench/fuzz/build_instrumented.sh``) and name the result in
-``DICOMNET_FUZZ_EXTENSION``: it is loaded as ``dicomnet._pdu`` after
+``DICOMNET_FUZZ_EXTENSION``: it is loaded as ``dicomnet.core._pdu`` after
 libFuzzer's runtime, whose coverage callbacks it calls.
 """
 
@@ -34,7 +34,7 @@ import atheris
 
 
 def compiled_codec() -> ModuleType:
-    """``dicomnet._pdu``: the instrumented build when DICOMNET_FUZZ_EXTENSION names one.
+    """``dicomnet.core._pdu``: the instrumented build when DICOMNET_FUZZ_EXTENSION names one.
 
     Called from the first input, once ``atheris.Fuzz`` has loaded libFuzzer's
     runtime (privately); the runtime is then made global so that the
@@ -44,13 +44,13 @@ def compiled_codec() -> ModuleType:
     """
     path = os.environ.get("DICOMNET_FUZZ_EXTENSION")
     if not path:
-        from dicomnet import _pdu
+        from dicomnet.core import _pdu
 
         return _pdu
     folder = os.path.dirname(atheris.__file__)
     core = next(n for n in os.listdir(folder) if n.startswith("core_with_libfuzzer"))
     ctypes.CDLL(os.path.join(folder, core), mode=os.RTLD_NOW | os.RTLD_GLOBAL | os.RTLD_NOLOAD)
-    spec = importlib.util.spec_from_file_location("dicomnet._pdu", path)
+    spec = importlib.util.spec_from_file_location("dicomnet.core._pdu", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -58,7 +58,7 @@ def compiled_codec() -> ModuleType:
 
 
 with atheris.instrument_imports():
-    from dicomnet import _pdu_py
+    from dicomnet.core import _pdu_py
     from dicomnet.errors import ProtocolError
 
 _CODECS: list[ModuleType] = []

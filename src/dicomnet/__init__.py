@@ -21,7 +21,7 @@ from dicomnet.errors import (
 )
 
 if TYPE_CHECKING:
-    from dicomnet.client import connect
+    from dicomnet.net.client import connect
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
     """``dicomnet.connect``, imported on first use: ``import dicomnet`` (which every
     submodule import runs) stays free of asyncio for the protocol core."""
     if name == "connect":
-        from dicomnet.client import connect
+        from dicomnet.net.client import connect
 
         return connect
     raise AttributeError(f"module 'dicomnet' has no attribute {name!r}")

@@ -7,7 +7,7 @@ knows what to tell the peer. Every :class:`ProtocolError` carries the A-ABORT
 source and reason (PS3.8 9.3.8) so the association layer turns any of them into
 the right A-ABORT in one place.
 
-Both codecs (``dicomnet._pdu`` and ``dicomnet._pdu_py``) raise these classes;
+Both codecs (``dicomnet.core._pdu`` and ``dicomnet.core._pdu_py``) raise these classes;
 nothing else escapes the codec on peer input.
 """
 

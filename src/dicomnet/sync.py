@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from dicomnet import client
+from dicomnet.net import client
 
 __all__ = ["SyncAssociation", "connect", "run"]
 
@@ -52,7 +52,7 @@ def run(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
 
 
 class SyncAssociation:
-    """Blocking wrapper of :class:`dicomnet.client.ClientConnection`."""
+    """Blocking wrapper of :class:`dicomnet.net.client.ClientConnection`."""
 
     def __init__(self, association: client.ClientConnection) -> None:
         self.association = association
@@ -84,7 +84,7 @@ class SyncAssociation:
 
 
 def connect(host: str, port: int, **options: Any) -> SyncAssociation:
-    """Open an association and block until accepted; options as :func:`dicomnet.client.connect`."""
+    """Open an association and block until accepted; options as :func:`dicomnet.connect`."""
 
     async def opening() -> client.ClientConnection:
         return await client.connect(host, port, **options)

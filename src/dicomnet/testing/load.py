@@ -67,7 +67,7 @@ def _template(pixels: int) -> tuple[bytes, str, str]:
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from dicomnet.datasets import encode_dataset
+    from dicomnet.dataset.encoding import encode_dataset
 
     ds = Dataset()
     ds.SOPClassUID = CT_IMAGE_STORAGE
@@ -112,8 +112,8 @@ async def store_load(
     :attr:`LoadResult.errors` and the instances it did not send are missing
     from the counts.
     """
-    from dicomnet import client
-    from dicomnet.client import AssociationTimeouts
+    from dicomnet.net import client
+    from dicomnet.net.client import AssociationTimeouts
 
     template, study, series = _template(pixels)
     first = instance_uid(0, 0, 0).encode()

@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnet.codec import decode_command, decode_pdu, parse_pdata
-from dicomnet.pdu import Abort, AssociateAC, AssociateRJ
+from dicomnet.core.codec import decode_command, decode_pdu, parse_pdata
+from dicomnet.core.pdu import Abort, AssociateAC, AssociateRJ
 from dicomnet.testing import raw
 
 __all__ = ["RawPeer", "ReceivedPDU"]
@@ -30,7 +30,7 @@ class ReceivedPDU:
     body: bytes
 
     def decoded(self) -> Any:
-        """The PDU as a :mod:`dicomnet.pdu` value (raises on a malformed one)."""
+        """The PDU as a :mod:`dicomnet.core.pdu` value (raises on a malformed one)."""
         return decode_pdu(self.pdu_type, self.body)
 
     def commands(self) -> list[dict[int, object]]:

@@ -1,6 +1,6 @@
 """PDUs as bytes, well formed or deliberately not, for a peer that misbehaves.
 
-The codec (:func:`dicomnet.codec.encode_pdu`) refuses to write what PS3.8
+The codec (:func:`dicomnet.core.codec.encode_pdu`) refuses to write what PS3.8
 forbids; these builders write anything. Each takes the parts a test wants to
 get wrong as arguments: a declared ``length`` that lies, an item type no one
 knows, reserved bytes that are not zero, an AE title that is not text.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 
-from dicomnet.codec import encode_command
-from dicomnet.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION_SOP_CLASS
+from dicomnet.core.codec import encode_command
+from dicomnet.core.uids import IMPLICIT_VR_LITTLE_ENDIAN, VERIFICATION_SOP_CLASS
 
 __all__ = [
     "APPLICATION_CONTEXT",

@@ -16,15 +16,15 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 
-from dicomnet.codec import Assembler, decode_pdu, encode_command, encode_pdu
-from dicomnet.errors import ProtocolError
-from dicomnet.pdu import (
+from dicomnet.core.codec import Assembler, decode_pdu, encode_command, encode_pdu
+from dicomnet.core.pdu import (
     AssociateAC,
     AssociateRJ,
     AssociateRQ,
     PresentationContextAC,
     UserInformation,
 )
+from dicomnet.errors import ProtocolError
 from dicomnet.testing import raw
 
 __all__ = ["Behaviour", "MisbehavingSCP"]

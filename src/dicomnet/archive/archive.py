@@ -1,0 +1,229 @@
+"""The embedded archive: a folder of Part 10 files and its SQLite index, served
+as storage SCP and Query/Retrieve SCP (C-FIND, C-MOVE, C-GET).
+
+Theory of operation
+-------------------
+A C-STORE goes through :class:`dicomnet.services.storage.FolderStorage` (streamed to a
+temporary file, fsync, rename, directory fsync), then its attributes are read
+back from the file's header and its row is group-committed to the index
+(:class:`dicomnet.archive.index.ArchiveIndex`); only then is Success answered, as
+``shared/durability.md`` orders. If indexing fails, a file this request
+created is removed again and the answer is A700, so nothing unacknowledged
+stays visible and nothing acknowledged is missing from the index.
+
+Storage commitment (N-ACTION) is granted for instances the index holds whose
+files are whole (:mod:`dicomnet.services.commitment`).
+
+Queries are answered from the index at the Query/Retrieve Level the
+identifier names; C-MOVE and C-GET send the files of every instance below
+the matching entities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from dicomnet.archive.index import (
+    ATTRIBUTES,
+    COMPUTED,
+    LEVELS,
+    TAGS,
+    UNIQUE_KEY,
+    ArchiveIndex,
+    IndexEntry,
+    matching_keys,
+)
+from dicomnet.core.uids import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+)
+from dicomnet.net.association import IncomingRequest, Reply
+from dicomnet.services.storage import FolderStorage, StoredInstance
+from dicomnet.services.store_events import report_store
+
+__all__ = ["INDEX_NAME", "Archive"]
+
+log = logging.getLogger("dicomnet.archive.archive")
+
+INDEX_NAME = "index.sqlite"
+"""The index's file name inside the archive folder."""
+
+PREFETCH = 8
+"""Temporary files kept ready (:class:`dicomnet.services.storage.FolderStorage`)."""
+
+OUT_OF_RESOURCES = 0xA700
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+PENDING = 0xFF00
+
+
+class Archive:
+    """Stores, indexes and serves the instances of one folder.
+
+    Parameters
+    ----------
+    folder : path
+        The archive folder; the index is ``folder/index.sqlite``.
+    fsync : bool
+        Make each instance durable before answering (default).
+    index : str, optional
+        A ``postgresql://`` URL: index into that database instead of
+        ``folder/index.sqlite``, so that listeners on several machines sharing
+        the folder share one index (``docs/deployment.md``).
+    duplicates : "keep", "replace" or "reject"
+        The policy for a SOP Instance UID stored already
+        (:class:`dicomnet.services.storage.FolderStorage`); the index decides across
+        folders, so a second copy filed under another study counts too.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        duplicates: str = "keep",
+        index: str | None = None,
+    ) -> None:
+        # Absolute: the index records each file's path, which must not depend
+        # on the working directory of whoever reads it (C-MOVE, verify, a
+        # listener on another machine sharing the folder at the same mount).
+        self.folder = Path(folder).absolute()
+        self.storage = FolderStorage(
+            self.folder,
+            fsync=fsync,
+            layout="study",
+            duplicates=duplicates,
+            attribute_tags=TAGS,
+            prefetch=PREFETCH,
+        )
+        self.index = ArchiveIndex(index or self.folder / INDEX_NAME, durable=fsync)
+
+    def attach(
+        self, listener: Any, *, commitment_destinations: dict[str, Any] | None = None
+    ) -> None:
+        """Serve C-STORE, C-FIND, C-MOVE, C-GET and storage commitment on ``listener``.
+
+        Storage commitment reports go back on the requesting association,
+        or on a new one to the requester's entry in ``commitment_destinations``.
+        """
+        from dicomnet.services.commitment import CommitmentProvider
+
+        listener.dataset_sink = self.storage.sink
+        listener.on_c_store(self.handle_store)
+        listener.on_c_find(self.handle_find)
+        listener.on_c_move(self.select)
+        listener.on_c_get(self.select)
+        listener.support(PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET)
+        CommitmentProvider(
+            self.index.path_of,
+            ae_title=listener.ae_title,
+            destinations=commitment_destinations,
+        ).attach(listener)
+
+    async def close(self) -> None:
+        self.storage.close()
+        await self.index.close()
+
+    # -- C-STORE -------------------------------------------------------------------------
+    async def handle_store(self, request: IncomingRequest) -> int:
+        """Durable file, then index row, then the answer; observers hear of it."""
+        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
+        outcome = await self.storage.store(request)
+        if isinstance(outcome, int):
+            report_store(self.storage.observers, request, outcome, None, started)
+            return outcome
+        status = await self._index(request, outcome)
+        report_store(self.storage.observers, request, status, outcome, started)
+        return status
+
+    async def _index(self, request: IncomingRequest, outcome: StoredInstance) -> int:
+        replace = self.storage.duplicates == "replace"
+        entry = IndexEntry(
+            str(outcome.path),
+            outcome.size,
+            outcome.transfer_syntax,
+            outcome.sha256,
+            {keyword: outcome.attributes.get(keyword, "") for keyword in ATTRIBUTES},
+            getattr(request.association, "calling_ae_title", ""),
+        )
+        try:
+            previous = await self.index.add(entry, replace=replace)
+        except Exception as exc:  # the row is not committed: undo what this request made
+            log.warning("indexing %s failed: %s", outcome.sop_instance_uid, exc)
+            if not outcome.duplicate:
+                _remove(outcome.path)
+            return OUT_OF_RESOURCES
+        if previous is None or previous == entry.path:
+            return self.storage.status_of(outcome)
+        # The index holds this instance under another study or series folder.
+        if replace:
+            _remove(Path(previous))
+            return self.storage.status_of(outcome)
+        if not outcome.duplicate:
+            _remove(outcome.path)  # the first copy stays the indexed one
+        return self.storage.status_of(_as_duplicate(outcome))
+
+    # -- C-FIND --------------------------------------------------------------------------
+    async def handle_find(self, request: IncomingRequest) -> AsyncIterator[Reply]:
+        """One pending response per matching entity at the requested level."""
+        identifier = request.dataset
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
+            yield Reply(IDENTIFIER_DOES_NOT_MATCH)
+            return
+        rows = await self.index.find(level, matching_keys(identifier))
+        for row in rows:
+            if request.cancelled:
+                return
+            yield Reply(PENDING, _response(identifier, row, level))
+
+    # -- C-MOVE and C-GET ----------------------------------------------------------------
+    async def select(self, request: IncomingRequest) -> list[str] | int:
+        """The files of every instance below the matching entities."""
+        identifier = request.dataset
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
+            return IDENTIFIER_DOES_NOT_MATCH
+        return await self.index.instances(level, matching_keys(identifier))
+
+
+def _as_duplicate(record: StoredInstance) -> StoredInstance:
+    """The record marked as a second copy of an instance stored already."""
+    return dataclasses.replace(record, duplicate=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file this request installed but must not keep."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.exception("cannot remove %s", path)
+
+
+def _response(identifier: Any, row: dict[str, Any], level: str) -> Any:
+    """The requested keys, filled from the matched entity (PS3.4 C.4.1.1.3.2)."""
+    from pydicom.dataset import Dataset
+
+    response = Dataset()
+    if "SpecificCharacterSet" in identifier:
+        response.SpecificCharacterSet = identifier.SpecificCharacterSet
+    response.QueryRetrieveLevel = level
+    wanted = [element.keyword for element in identifier] + [UNIQUE_KEY[level]]
+    for keyword in wanted:
+        if not keyword or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+            continue
+        if keyword in row and (keyword in ATTRIBUTES or keyword in COMPUTED):
+            value = row[keyword]
+            setattr(response, keyword, value if value != [] else "")
+        elif keyword in identifier:
+            element = identifier[keyword]  # a key the index does not hold: returned empty
+            response.add_new(element.tag, element.VR, [] if element.VR == "SQ" else None)
+    return response

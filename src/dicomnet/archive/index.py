@@ -1,0 +1,505 @@
+"""The embedded archive index: patients, studies, series and instances in SQLite.
+
+Theory of operation
+-------------------
+Every database call runs on one worker thread owned by the index, never on
+the event loop. Adding instances is **group-committed**: :meth:`ArchiveIndex.add`
+queues an entry and returns when the transaction that holds it has committed;
+while one transaction commits, the entries that arrive meanwhile wait and go
+together into the next one. The database runs in WAL mode with
+``synchronous=FULL``, so a committed row survives a power loss
+(``shared/durability.md`` rule 4), and a C-STORE is answered only after its
+row commits.
+
+Queries (:meth:`ArchiveIndex.find`) select candidates with SQL on the unique
+keys they name (UIDs and Patient ID, single values or UID lists) and apply
+every matching key with :func:`dicomnet.dataset.matching.matches`, so wildcard, range
+and PN rules are those of one documented module. Each level's answer carries
+the requested keys from its own level and the levels above, and the counts
+PS3.4 C.6 defines (Number of Study Related Instances and so on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicomnet.archive.database import SQLITE_SCHEMA, Database, is_database_url, open_database
+from dicomnet.dataset.matching import key_text, matches
+
+__all__ = [
+    "ATTRIBUTES",
+    "COMPUTED",
+    "LEVELS",
+    "TAGS",
+    "UNIQUE_KEY",
+    "ArchiveIndex",
+    "IndexEntry",
+    "entry_from_file",
+    "matching_keys",
+]
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+ATTRIBUTES: dict[str, tuple[str, str, str]] = {
+    # keyword: (level, column, VR)
+    "PatientID": ("PATIENT", "patient_id", "LO"),
+    "PatientName": ("PATIENT", "patient_name", "PN"),
+    "PatientBirthDate": ("PATIENT", "birth_date", "DA"),
+    "PatientSex": ("PATIENT", "sex", "CS"),
+    "StudyInstanceUID": ("STUDY", "study_uid", "UI"),
+    "StudyDate": ("STUDY", "study_date", "DA"),
+    "StudyTime": ("STUDY", "study_time", "TM"),
+    "AccessionNumber": ("STUDY", "accession_number", "SH"),
+    "StudyID": ("STUDY", "study_id", "SH"),
+    "StudyDescription": ("STUDY", "study_description", "LO"),
+    "ReferringPhysicianName": ("STUDY", "referring_physician", "PN"),
+    "SeriesInstanceUID": ("SERIES", "series_uid", "UI"),
+    "Modality": ("SERIES", "modality", "CS"),
+    "SeriesNumber": ("SERIES", "series_number", "IS"),
+    "SeriesDescription": ("SERIES", "series_description", "LO"),
+    "BodyPartExamined": ("SERIES", "body_part", "CS"),
+    "SOPInstanceUID": ("IMAGE", "sop_instance_uid", "UI"),
+    "SOPClassUID": ("IMAGE", "sop_class_uid", "UI"),
+    "InstanceNumber": ("IMAGE", "instance_number", "IS"),
+}
+"""The attributes the index stores and matches on, by level."""
+
+COMPUTED = {
+    "NumberOfPatientRelatedStudies": ("PATIENT", "IS"),
+    "NumberOfPatientRelatedSeries": ("PATIENT", "IS"),
+    "NumberOfPatientRelatedInstances": ("PATIENT", "IS"),
+    "NumberOfStudyRelatedSeries": ("STUDY", "IS"),
+    "NumberOfStudyRelatedInstances": ("STUDY", "IS"),
+    "ModalitiesInStudy": ("STUDY", "CS"),
+    "NumberOfSeriesRelatedInstances": ("SERIES", "IS"),
+}
+"""Attributes computed from the rows below an entity (PS3.4 C.3.4 optional keys)."""
+
+UNIQUE_KEY = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+
+SCHEMA = SQLITE_SCHEMA
+"""The index's tables, as created in SQLite (:mod:`dicomnet.archive.database`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One stored instance: where it is, and the attributes the index keeps."""
+
+    path: str
+    size: int
+    transfer_syntax: str
+    sha256: str
+    attributes: dict[str, str]
+    source_ae_title: str = ""
+    stored_at: float = field(default_factory=time.time)
+
+
+TAGS: dict[int, str] = {
+    0x00080016: "SOPClassUID",
+    0x00080018: "SOPInstanceUID",
+    0x00080020: "StudyDate",
+    0x00080030: "StudyTime",
+    0x00080050: "AccessionNumber",
+    0x00080060: "Modality",
+    0x00080090: "ReferringPhysicianName",
+    0x00081030: "StudyDescription",
+    0x0008103E: "SeriesDescription",
+    0x00100010: "PatientName",
+    0x00100020: "PatientID",
+    0x00100030: "PatientBirthDate",
+    0x00100040: "PatientSex",
+    0x00180015: "BodyPartExamined",
+    0x0020000D: "StudyInstanceUID",
+    0x0020000E: "SeriesInstanceUID",
+    0x00200010: "StudyID",
+    0x00200011: "SeriesNumber",
+    0x00200013: "InstanceNumber",
+}
+"""The tag of every indexed attribute, for :mod:`dicomnet.dataset.attributes`."""
+
+
+def entry_from_file(
+    path: Path, size: int, transfer_syntax: str, sha256: str, source_ae_title: str = ""
+) -> IndexEntry:
+    """Read the indexed attributes from a stored Part 10 file (pixel data unread)."""
+    from dicomnet.dataset.attributes import read_file_attributes
+
+    found = read_file_attributes(path, TAGS)
+    attributes = {keyword: found.get(keyword, "") for keyword in ATTRIBUTES}
+    return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
+
+
+INSERT_ATTEMPTS = 3
+RETRYABLE = frozenset({"40001", "40P01"})
+"""PostgreSQL serialization failure and deadlock: the transaction is tried again."""
+
+_UPDATE_STUDY = (
+    "UPDATE SET patient_pk = excluded.patient_pk, study_date = excluded.study_date,"
+    " study_time = excluded.study_time, accession_number = excluded.accession_number,"
+    " study_id = excluded.study_id, study_description = excluded.study_description,"
+    " referring_physician = excluded.referring_physician"
+)
+_UPDATE_SERIES = (
+    "UPDATE SET study_uid = excluded.study_uid, modality = excluded.modality,"
+    " series_number = excluded.series_number, series_description = excluded.series_description,"
+    " body_part = excluded.body_part"
+)
+"""With ``replace``, a replaced instance's study and series take its values."""
+
+_Item = IndexEntry | Callable[[], IndexEntry]
+
+
+def _columns(level: str) -> list[tuple[str, str]]:
+    return [(kw, column) for kw, (lvl, column, _) in ATTRIBUTES.items() if lvl == level]
+
+
+class ArchiveIndex:
+    """The SQLite index of one archive folder; use from one event loop.
+
+    Parameters
+    ----------
+    path : path or URL
+        The SQLite file (created with its schema if missing), or a
+        ``postgresql://`` URL (:mod:`dicomnet.archive.database`).
+    durable : bool
+        A commit survives a power loss (default). False is for an archive
+        that chose ``--fsync never``.
+    """
+
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        self.location = str(path)
+        self.path = None if is_database_url(path) else Path(path)
+        """The SQLite file, or None for PostgreSQL."""
+        self.durable = durable
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomnet-index")
+        self._db: Database | None = None
+        self._pending: list[tuple[_Item, bool, asyncio.Future[str | None]]] = []
+        self._lock = threading.Lock()
+        self._flushing = False
+        self.transactions = 0
+        """Committed transactions, for tests and metrics (group commit shows as fewer)."""
+
+    # -- the worker thread ---------------------------------------------------------------
+    def _connect(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.location, durable=self.durable)
+        return self._db
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def close(self) -> None:
+        """Finish queued work and close the database."""
+        await self._call(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- adding --------------------------------------------------------------------------
+    async def add_file(
+        self,
+        path: Path,
+        size: int,
+        transfer_syntax: str,
+        sha256: str,
+        source_ae_title: str = "",
+        *,
+        replace: bool = False,
+    ) -> str | None:
+        """Index a stored file: its attributes are read on the index thread, in the
+        same trip as the commit; as :meth:`add`."""
+        return await self._enqueue(
+            functools.partial(
+                entry_from_file, path, size, transfer_syntax, sha256, source_ae_title
+            ),
+            replace,
+        )
+
+    async def add(self, entry: IndexEntry, *, replace: bool = False) -> str | None:
+        """Index one instance; returns once its transaction has committed.
+
+        When the index already holds the SOP Instance UID, its row is kept
+        (or, with ``replace``, overwritten by this entry) and the path it had
+        is returned; None when the instance is new.
+        """
+        return await self._enqueue(entry, replace)
+
+    async def _enqueue(self, item: _Item, replace: bool) -> str | None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str | None] = loop.create_future()
+        with self._lock:
+            self._pending.append((item, replace, done))
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            loop.run_in_executor(self._executor, self._flush, loop)
+        return await done
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit everything queued, batch after batch, until the queue is empty."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flushing = False
+                    return
+            entries: list[tuple[IndexEntry, bool]] = []
+            waiting: list[asyncio.Future[str | None]] = []
+            for item, replace, done in batch:
+                try:
+                    entries.append((item if isinstance(item, IndexEntry) else item(), replace))
+                    waiting.append(done)
+                except Exception as exc:  # an unreadable file fails alone
+                    loop.call_soon_threadsafe(_settle, done, None, exc)
+            try:
+                previous = self._insert(entries) if entries else []
+            except Exception as exc:  # sqlite3, psycopg and OS errors alike
+                for done in waiting:
+                    loop.call_soon_threadsafe(_settle, done, None, exc)
+                continue
+            for done, path in zip(waiting, previous, strict=True):
+                loop.call_soon_threadsafe(_settle, done, path, None)
+
+    def _insert(self, entries: list[tuple[IndexEntry, bool]]) -> list[str | None]:
+        db = self._connect()
+        for attempt in range(INSERT_ATTEMPTS):
+            db.begin()
+            try:
+                previous = [self._insert_one(db, entry, replace) for entry, replace in entries]
+                db.commit()
+            except Exception as exc:
+                db.rollback()
+                # Listeners sharing a PostgreSQL index may deadlock on one patient.
+                if getattr(exc, "sqlstate", None) in RETRYABLE and attempt + 1 < INSERT_ATTEMPTS:
+                    continue
+                raise
+            self.transactions += 1
+            return previous
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _insert_one(db: Database, entry: IndexEntry, replace: bool) -> str | None:
+        a = entry.attributes
+        db.execute(
+            "INSERT INTO patients (patient_id, patient_name, birth_date, sex) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (patient_id, patient_name) DO NOTHING",
+            (a["PatientID"], a["PatientName"], a["PatientBirthDate"], a["PatientSex"]),
+        )
+        (patient_pk,) = db.execute(
+            "SELECT pk FROM patients WHERE patient_id = ? AND patient_name = ?",
+            (a["PatientID"], a["PatientName"]),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO "
+            + (_UPDATE_STUDY if replace else "NOTHING"),
+            (
+                a["StudyInstanceUID"], patient_pk, a["StudyDate"], a["StudyTime"],
+                a["AccessionNumber"], a["StudyID"], a["StudyDescription"],
+                a["ReferringPhysicianName"],
+            ),
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO "
+            + (_UPDATE_SERIES if replace else "NOTHING"),
+            (
+                a["SeriesInstanceUID"], a["StudyInstanceUID"], a["Modality"],
+                a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"],
+            ),
+        )  # fmt: skip
+        row = db.execute(
+            "SELECT path FROM instances WHERE sop_instance_uid = ?", (a["SOPInstanceUID"],)
+        ).fetchone()
+        values = (
+            a["SeriesInstanceUID"], a["SOPClassUID"], a["InstanceNumber"], entry.path,
+            entry.size, entry.transfer_syntax, entry.sha256, entry.stored_at,
+            entry.source_ae_title, a["SOPInstanceUID"],
+        )  # fmt: skip
+        if row is None:
+            db.execute(
+                "INSERT INTO instances (series_uid, sop_class_uid, instance_number, path, size,"
+                " transfer_syntax, sha256, stored_at, source_ae_title, sop_instance_uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            return None
+        if replace:
+            db.execute(
+                "UPDATE instances SET series_uid = ?, sop_class_uid = ?, instance_number = ?,"
+                " path = ?, size = ?, transfer_syntax = ?, sha256 = ?, stored_at = ?,"
+                " source_ae_title = ? WHERE sop_instance_uid = ?",
+                values,
+            )
+        return str(row[0])
+
+    # -- reading -------------------------------------------------------------------------
+    async def find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        """Entities at ``level`` matching ``keys`` (keyword: (value, VR)), with their values.
+
+        Each result maps every stored and computed keyword of ``level`` and
+        the levels above it to its value.
+        """
+        return await self._call(self._find, level, keys)  # type: ignore[no-any-return]
+
+    async def instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
+        """Paths of the instances below the entities matching ``keys`` (C-MOVE, C-GET)."""
+        return await self._call(self._instances, level, keys)  # type: ignore[no-any-return]
+
+    async def path_of(self, sop_instance_uid: str) -> Path | None:
+        """The stored file of an instance, or None when the index does not hold it."""
+        return await self._call(self._path_of, sop_instance_uid)  # type: ignore[no-any-return]
+
+    def _path_of(self, sop_instance_uid: str) -> Path | None:
+        row = (
+            self._connect()
+            .execute("SELECT path FROM instances WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            .fetchone()
+        )
+        return Path(row[0]) if row else None
+
+    async def count(self) -> int:
+        """Instances indexed."""
+        return await self._call(self._count)  # type: ignore[no-any-return]
+
+    def _count(self) -> int:
+        return int(self._connect().execute("SELECT count(*) FROM instances").fetchone()[0])
+
+    def _rows(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        depth = LEVELS.index(level)
+        tables = [
+            ("PATIENT", "patients p", ""),
+            ("STUDY", "studies st", "st.patient_pk = p.pk"),
+            ("SERIES", "series se", "se.study_uid = st.study_uid"),
+            ("IMAGE", "instances i", "i.series_uid = se.series_uid"),
+        ][: depth + 1]
+        alias = {"PATIENT": "p", "STUDY": "st", "SERIES": "se", "IMAGE": "i"}
+        selected = [
+            f'{alias[lvl]}.{column} AS "{kw}"'
+            for kw, (lvl, column, _) in ATTRIBUTES.items()
+            if LEVELS.index(lvl) <= depth
+        ]
+        if depth == 3:
+            selected.append("i.path AS _path")
+        sql = f"SELECT {', '.join(selected)} FROM {tables[0][1]}"
+        for _, table, join in tables[1:]:
+            sql += f" JOIN {table} ON {join}"
+        where, params = [], []
+        for keyword, (value, vr) in keys.items():
+            spec = ATTRIBUTES.get(keyword)
+            if spec is None or LEVELS.index(spec[0]) > depth or not value:
+                continue
+            column = f"{alias[spec[0]]}.{spec[1]}"
+            if vr == "UI" and "*" not in value and "?" not in value:
+                uids = [uid.strip() for uid in value.split("\\")]
+                where.append(f"{column} IN ({', '.join('?' * len(uids))})")
+                params.extend(uids)
+            elif keyword == "PatientID" and not any(c in value for c in "*?"):
+                where.append(f"{column} = ?")
+                params.append(value.rstrip(" "))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cursor = self._connect().execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, (v or "" for v in row), strict=True)) for row in cursor]
+
+    def _find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
+        results = []
+        for row in self._rows(level, keys):
+            if all(
+                matches(value, vr, row[keyword])
+                for keyword, (value, vr) in keys.items()
+                if keyword in row
+            ):
+                row.update(self._computed(level, row))
+                results.append(row)
+        if level != "IMAGE":
+            results = list({row[UNIQUE_KEY[level]]: row for row in results}.values())
+        computed_keys = {k: v for k, v in keys.items() if k in COMPUTED and v[0]}
+        return [
+            row
+            for row in results
+            if all(matches(value, vr, row.get(k, "")) for k, (value, vr) in computed_keys.items())
+        ]
+
+    def _computed(self, level: str, row: dict[str, str]) -> dict[str, Any]:
+        db = self._connect()
+        if level == "STUDY":
+            uid = row["StudyInstanceUID"]
+            series, instances = db.execute(
+                "SELECT count(DISTINCT se.series_uid), count(i.sop_instance_uid) FROM series se"
+                " LEFT JOIN instances i ON i.series_uid = se.series_uid WHERE se.study_uid = ?",
+                (uid,),
+            ).fetchone()
+            modalities = [
+                m
+                for (m,) in db.execute(
+                    "SELECT DISTINCT modality FROM series WHERE study_uid = ? ORDER BY modality",
+                    (uid,),
+                )
+                if m
+            ]
+            return {
+                "NumberOfStudyRelatedSeries": str(series),
+                "NumberOfStudyRelatedInstances": str(instances),
+                "ModalitiesInStudy": modalities,
+            }
+        if level == "SERIES":
+            (count,) = db.execute(
+                "SELECT count(*) FROM instances WHERE series_uid = ?", (row["SeriesInstanceUID"],)
+            ).fetchone()
+            return {"NumberOfSeriesRelatedInstances": str(count)}
+        if level == "PATIENT":
+            studies, series, instances = db.execute(
+                "SELECT count(DISTINCT st.study_uid), count(DISTINCT se.series_uid),"
+                " count(i.sop_instance_uid) FROM patients p JOIN studies st ON st.patient_pk = p.pk"
+                " LEFT JOIN series se ON se.study_uid = st.study_uid"
+                " LEFT JOIN instances i ON i.series_uid = se.series_uid WHERE p.patient_id = ?",
+                (row["PatientID"],),
+            ).fetchone()
+            return {
+                "NumberOfPatientRelatedStudies": str(studies),
+                "NumberOfPatientRelatedSeries": str(series),
+                "NumberOfPatientRelatedInstances": str(instances),
+            }
+        return {}
+
+    def _instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
+        image_keys = {k: v for k, v in keys.items() if k not in COMPUTED}
+        return [row["_path"] for row in self._find("IMAGE", image_keys)]
+
+
+def _settle(
+    done: asyncio.Future[str | None], result: str | None, error: BaseException | None
+) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)
+
+
+def matching_keys(identifier: Any) -> dict[str, tuple[str, str]]:
+    """``keyword: (value, VR)`` for every element of a query identifier."""
+    keys: dict[str, tuple[str, str]] = {}
+    for element in identifier:
+        if element.keyword in ("QueryRetrieveLevel", "SpecificCharacterSet", ""):
+            continue
+        text = "" if element.VR == "SQ" else key_text(element.value)
+        keys[element.keyword] = (text, element.VR)
+    return keys

@@ -1,0 +1,340 @@
+"""asyncio transport for the sans-IO Upper Layer.
+
+Theory of operation
+-------------------
+:class:`DicomProtocol` is an :class:`asyncio.BufferedProtocol`: the event loop
+receives straight into the :class:`~dicomnet.core.ul.Connection`'s reusable buffer
+(``get_buffer`` / ``buffer_updated``), so received bytes are never copied
+before framing. Each complete PDU becomes a ``dicomnet.core.ul`` event; P-DATA
+bodies go to the codec's :class:`Assembler`, whose completed messages go to
+the owner (the client or server association) synchronously, while the
+memoryviews are still valid.
+
+After every input the protocol *flushes*: it drains the connection's queued
+buffers with one ``transport.writelines`` call, arms or disarms the ARTIM
+timer as the connection asks, and closes the socket when the connection says
+so. Sending a DIMSE message is the only awaitable step: it writes the PDUs of
+one message in batches and waits for the transport to drain whenever the
+write buffer passes its high-water mark, so a 2 GB dataset never sits in
+memory twice.
+
+On Python 3.12+ and with uvloop, ``writelines`` is a true gather write; on
+3.11's selector loop asyncio joins each batch before sending, so batches are
+kept to :data:`SEND_BATCH_BYTES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+from dicomnet.core import ul
+from dicomnet.core.codec import Assembler, fragment_message
+from dicomnet.errors import ProtocolError
+
+__all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
+
+log = logging.getLogger("dicomnet.net.transport")
+
+SEND_BATCH_BYTES = 4 << 20
+"""Bytes handed to one ``writelines`` call when sending a large dataset."""
+
+WRITE_BUFFER_HIGH = 8 << 20
+"""High-water mark of the transport's write buffer before sending waits."""
+
+
+class ProtocolOwner(Protocol):
+    """What :class:`DicomProtocol` reports to: a client or server association."""
+
+    def ul_event(self, event: ul.Event) -> None:
+        """A user-facing Upper Layer event other than P-DATA."""
+
+    def message_received(self, context_id: int, command: dict[int, Any], dataset: Any) -> None:
+        """A complete DIMSE message (dataset: None, a bytearray, or the sink)."""
+
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        """A sink for the dataset that this command announces, or None for memory."""
+
+    def protocol_error(self, exc: Exception) -> None:
+        """A P-DATA stream that broke PS3.8 Annex E or PS3.7; the association is aborting."""
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: with it on, each small DIMSE message waits for a delayed ACK."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - platform without the option
+            log.debug("TCP_NODELAY not available on %r", sock)
+
+
+class DicomProtocol(asyncio.BufferedProtocol):
+    """Bridges one TCP connection and one :class:`dicomnet.core.ul.Connection`.
+
+    Parameters
+    ----------
+    connection : dicomnet.core.ul.Connection
+        The sans-IO Upper Layer state machine for this association.
+    owner : ProtocolOwner
+        Receives events and messages.
+    artim_timeout : float
+        Seconds of the ARTIM timer (PS3.8 9.1.5).
+    idle_timeout : float
+        Seconds an established association may go without a complete PDU
+        from the peer while the owner is not ``busy()``; then it is aborted.
+        0 = never. A trickle of bytes that completes no PDU is not activity,
+        so a slow-drip peer is cut off too.
+    write_timeout : float
+        Seconds the write buffer may stay above its high-water mark (a peer
+        that does not read); then the connection is dropped at once, since
+        no PDU, not even an A-ABORT, could get through. 0 = never.
+    """
+
+    def __init__(
+        self,
+        connection: ul.Connection,
+        owner: ProtocolOwner,
+        *,
+        artim_timeout: float = 30.0,
+        idle_timeout: float = 0.0,
+        write_timeout: float = 0.0,
+    ) -> None:
+        self.connection = connection
+        self.owner = owner
+        self.artim_timeout = artim_timeout
+        self.idle_timeout = idle_timeout
+        self.write_timeout = write_timeout
+        self.transport: asyncio.Transport | None = None
+        self.assembler = Assembler()
+        self.assembler.on_command = self._dataset_sink
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._artim: asyncio.TimerHandle | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self.peername: Any = None
+        self._open_sink: Any = None
+        self._last_pdu = self._loop.time()
+        self._idle: asyncio.TimerHandle | None = None
+        self._write_stalled: asyncio.TimerHandle | None = None
+        self._reported: BaseException | None = None
+        """The protocol error last logged, so that each is logged once."""
+        self._received_any = False
+
+    # -- asyncio.BufferedProtocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.peername = transport.get_extra_info("peername")
+        set_nodelay(transport)
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self.connection.connection_made()
+        if self.idle_timeout > 0:
+            self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
+        self._process()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.connection.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received_any = True
+        self.connection.buffer_updated(nbytes)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connection.state is ul.State.STA2:
+            log.log(
+                logging.INFO if self._received_any else logging.DEBUG,
+                "connection from %s closed before an association request",
+                self.peername,
+            )
+        self._cancel_artim()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._discard_open_sink()
+        self._write_resumed()
+        self.connection.connection_lost()
+        self._process(closing=True)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+        if self.write_timeout > 0 and self._write_stalled is None:
+            self._write_stalled = self._loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        self._write_resumed()
+
+    def _write_resumed(self) -> None:
+        self._can_write.set()
+        if self._write_stalled is not None:
+            self._write_stalled.cancel()
+            self._write_stalled = None
+
+    def _write_timed_out(self) -> None:
+        self._write_stalled = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.warning(
+                "dropping the connection to %s: it read nothing for %.0f s",
+                self.peername,
+                self.write_timeout,
+            )
+            self.transport.abort()
+
+    # -- events ---------------------------------------------------------------------
+    def _process(self, *, closing: bool = False) -> None:
+        """Turn every complete PDU into events, then flush what the UL queued."""
+        connection = self.connection
+        while True:
+            event = connection.next_event()
+            if event is None:
+                break
+            self._last_pdu = self._loop.time()
+            if type(event) is ul.PDataReceived:
+                try:
+                    messages = self.assembler.feed(event.body)
+                except Exception as exc:  # ProtocolError, or a sink that broke its promise
+                    self._abort_on_error(exc)
+                    break
+                for context_id, command, dataset in messages:
+                    if dataset is not None and dataset is self._open_sink:
+                        self._open_sink = None
+                    self.owner.message_received(context_id, command, dataset)
+            else:
+                self.owner.ul_event(event)
+        self._report_abort()
+        if not closing:
+            self.flush()
+
+    def _report_abort(self) -> None:
+        """Log the protocol error the connection aborted for, once: the one place
+        where every abort for bad input, found by any layer, is logged."""
+        error = self.connection.protocol_error
+        if error is not None and error is not self._reported:
+            self._reported = error
+            log.warning("aborting association with %s: %s", self.peername, error)
+
+    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        sink = self.owner.dataset_sink(context_id, command)
+        self._open_sink = sink
+        return sink
+
+    def _discard_open_sink(self) -> None:
+        """A dataset cut off mid-stream leaves nothing behind (its temp file goes)."""
+        sink, self._open_sink = self._open_sink, None
+        discard = getattr(sink, "discard", None)
+        if discard is not None:
+            log.info("dataset from %s cut off before its last fragment: discarded", self.peername)
+            discard()
+
+    def _abort_on_error(self, exc: Exception) -> None:
+        """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
+        self._discard_open_sink()
+        self.owner.protocol_error(exc)
+        if not isinstance(exc, ProtocolError):
+            exc = ProtocolError(f"dataset sink failed: {exc}")
+        if self.connection.state in ul.ESTABLISHED_STATES:
+            self.connection.invalid_pdu(exc)  # logged by flush, as every abort
+        else:
+            log.warning("closing the connection to %s: %s", self.peername, exc)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the connection queued; follow its ARTIM and close requests."""
+        self._report_abort()
+        transport = self.transport
+        connection = self.connection
+        if transport is None:
+            return  # nothing can be written before the transport connects
+        buffers = connection.data_to_send()
+        if not transport.is_closing():
+            if buffers:
+                transport.writelines(cast("list[bytes]", buffers))
+            if connection.should_close:
+                transport.close()
+        if connection.artim_running:
+            if self._artim is None:
+                self._artim = self._loop.call_later(self.artim_timeout, self._artim_fired)
+        else:
+            self._cancel_artim()
+
+    def _idle_check(self) -> None:
+        """Abort an established association whose peer has gone quiet; else look again later."""
+        self._idle = None
+        quiet = self._loop.time() - self._last_pdu
+        busy = getattr(self.owner, "busy", None)
+        if busy is not None and busy():
+            self._idle = self._loop.call_later(min(self.idle_timeout, 1.0), self._idle_check)
+            return
+        if quiet < self.idle_timeout:
+            self._idle = self._loop.call_later(self.idle_timeout - quiet, self._idle_check)
+            return
+        if self.connection.state in ul.ESTABLISHED_STATES:
+            log.warning("aborting association with %s: idle for %.0f s", self.peername, quiet)
+            self._discard_open_sink()
+            self.connection.abort()
+            self.flush()
+        elif self.transport is not None and not self.transport.is_closing():
+            self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
+
+    def _artim_fired(self) -> None:
+        self._artim = None
+        if self.connection.state is ul.State.STA2:
+            log.info(
+                "no association request from %s within %.0f s: closing",
+                self.peername,
+                self.artim_timeout,
+            )
+        self.connection.artim_expired()
+        self._process()
+
+    def _cancel_artim(self) -> None:
+        if self._artim is not None:
+            self._artim.cancel()
+            self._artim = None
+
+    # -- sending --------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        await self._can_write.wait()
+
+    async def send_message(
+        self,
+        context_id: int,
+        command: bytes,
+        dataset: Any,
+        max_pdu_length: int,
+    ) -> None:
+        """Send one DIMSE message as P-DATA-TF PDUs, waiting on back-pressure.
+
+        The caller holds the association's send lock: PS3.8 Annex E forbids
+        interleaving the fragments of two messages.
+        """
+        buffers = fragment_message(context_id, command, dataset, max_pdu_length)
+        if len(buffers) <= 2 * 8 or dataset is None:
+            self._send_batch(buffers)
+            return
+        start = 0
+        batch_bytes = 0
+        for index in range(1, len(buffers), 2):
+            batch_bytes += len(buffers[index]) + 12
+            if batch_bytes >= SEND_BATCH_BYTES:
+                self._send_batch(buffers[start : index + 1])
+                start = index + 1
+                batch_bytes = 0
+                if not self._can_write.is_set():
+                    await self.drain()
+        if start < len(buffers):
+            self._send_batch(buffers[start:])
+
+    def _send_batch(self, buffers: Sequence[Any]) -> None:
+        self.connection.send_pdata(list(buffers))
+        self.flush()

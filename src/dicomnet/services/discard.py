@@ -1,0 +1,70 @@
+"""A C-STORE SCP that receives every dataset and keeps nothing.
+
+The twin of DCMTK's ``storescp --ignore``: the network and protocol cost of
+ingestion without the disk, for benchmarks and for testing a sender.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from dicomnet.net.association import IncomingRequest
+from dicomnet.services.store_events import StoreObserver, report_store
+
+__all__ = ["DiscardStorage"]
+
+
+class _NullSink:
+    """Counts the bytes of one dataset and drops them."""
+
+    __slots__ = ("size", "started")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.started = time.monotonic()
+
+    def write(self, fragment: Any) -> None:
+        self.size += len(fragment)
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """What an event reports of a discarded instance: its size, no file, no digest."""
+
+    size: int
+    sha256: str = ""
+    path: str = ""
+
+
+class DiscardStorage:
+    """Answers Success to every C-STORE after receiving it whole; stores nothing.
+
+    Attributes
+    ----------
+    instances, bytes : int
+        What was received so far.
+    """
+
+    def __init__(self) -> None:
+        self.instances = 0
+        self.bytes = 0
+        self.observers: list[StoreObserver] = []
+        """Told of every C-STORE answered (:mod:`dicomnet.services.store_events`)."""
+
+    def attach(self, listener: Any) -> None:
+        listener.dataset_sink = self.sink
+        listener.on_c_store(self.handle)
+
+    def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
+        return _NullSink()
+
+    async def handle(self, request: IncomingRequest) -> int:
+        received = request.raw_dataset
+        size = received.size if isinstance(received, _NullSink) else len(received or b"")
+        self.instances += 1
+        self.bytes += size
+        started = getattr(received, "started", None) or time.monotonic()
+        report_store(self.observers, request, 0x0000, _Received(size), started)
+        return 0x0000
