@@ -19,9 +19,9 @@ from pydicom.uid import (
 
 from dicomnet.core import dimse
 from dicomnet.core.codec import encode_command, fragment_message
+from dicomnet.dataset.transcode import ConversionRefused
 from dicomnet.net import client
 from dicomnet.net.listener import Listener
-from dicomnet.net.store_client import NoAcceptedContext
 from dicomnet.services.storage import FolderStorage
 
 from factory import ct_dataset, dataset_bytes, write_part10
@@ -94,7 +94,7 @@ def test_file_is_converted_when_its_syntax_was_refused(
     assert stored.PatientName == ds.PatientName
 
 
-def test_compressed_file_without_its_context_is_a_clear_error(tmp_path: Path) -> None:
+def test_undecodable_compressed_file_is_a_clear_error(tmp_path: Path) -> None:
     ds = ct_dataset(2)
     ds.PixelData = encapsulate([b"\xff\xd8 not a real JPEG stream \xff\xd9"])
     path = write_part10(ds, tmp_path / "in.dcm", transfer_syntax=JPEGBaseline8Bit)
@@ -107,7 +107,7 @@ def test_compressed_file_without_its_context_is_a_clear_error(tmp_path: Path) ->
                 "127.0.0.1", listener.port, contexts=[(CTImageStorage, [ExplicitVRLittleEndian])]
             ) as assoc,
         ):
-            with pytest.raises(NoAcceptedContext, match=JPEGBaseline8Bit):
+            with pytest.raises(ConversionRefused, match=JPEGBaseline8Bit):
                 await assoc.store(path)
             assert (await assoc.echo()).status == 0
 

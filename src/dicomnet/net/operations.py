@@ -22,7 +22,7 @@ from dicomnet.core import dimse
 from dicomnet.core.status import StatusClass, status_class
 from dicomnet.core.uids import VERIFICATION_SOP_CLASS
 from dicomnet.dataset.encoding import decode_dataset, encode_dataset
-from dicomnet.net.store_client import prepare_store
+from dicomnet.net.store_client import prepare_store_async
 
 if TYPE_CHECKING:
     from dicomnet.core.negotiation import Negotiated
@@ -116,18 +116,22 @@ class ServiceUser:
         move_originator_ae_title: str | None = None,
         move_originator_message_id: int | None = None,
         timeouts: RequestTimeouts | None = None,
+        allow_lossy: bool = False,
     ) -> Any:
         """C-STORE (PS3.4 B) of a Dataset, raw bytes or a Part 10 file; the final response.
 
         A file whose transfer syntax was accepted goes out as its own bytes,
-        mapped, never decoded (see :mod:`dicomnet.net.store_client`).
+        mapped, never decoded; otherwise it is converted off the event loop to
+        an accepted syntax, lossy only with ``allow_lossy`` (see
+        :mod:`dicomnet.net.store_client`).
         """
-        prepared = prepare_store(
+        prepared = await prepare_store_async(
             self.negotiated,
             source,
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax,
+            allow_lossy=allow_lossy,
         )
         try:
             message = dimse.CStoreRQ(

@@ -4,23 +4,39 @@ A Part 10 file whose transfer syntax the association accepted for its SOP
 class is sent as its own bytes: its File Meta group is read without pydicom,
 the file is mapped into memory, and the dataset part goes out as views of the
 map (no decode, no re-encode, no copy). When no context carries the file's
-own transfer syntax, an uncompressed dataset is converted with pydicom to one
-that was accepted (implicit or explicit VR little endian, explicit big endian,
-deflated); anything else is a clear error naming the transfer syntax.
+own transfer syntax, the instance is converted to one that was accepted
+(:mod:`dicomnet.dataset.transcode`): native to native, compressed to native,
+native to a lossless compression, and to a lossy one only when the caller
+allows it; anything else is a clear error naming the transfer syntax. The
+conversion runs in an executor (:func:`prepare_store_async`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import mmap
 import os
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from dicomnet.core.negotiation import Negotiated
-from dicomnet.core.uids import UNCOMPRESSED_TRANSFER_SYNTAXES
-from dicomnet.dataset.encoding import decode_dataset, encode_dataset
+from dicomnet.core.uids import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+)
+from dicomnet.dataset.encoding import encode_dataset
 from dicomnet.dataset.part10 import FIRST_READ, FileMeta, parse_file_meta
+from dicomnet.dataset.transcode import (
+    ENCODABLE_LOSSLESS,
+    ENCODABLE_LOSSY,
+    conversion_targets,
+    transcode_dataset,
+    transcode_dataset_bytes,
+)
 from dicomnet.errors import DicomNetError
 
 __all__ = [
@@ -28,6 +44,7 @@ __all__ = [
     "NoAcceptedContext",
     "PreparedStore",
     "prepare_store",
+    "prepare_store_async",
     "storage_contexts",
 ]
 
@@ -64,37 +81,131 @@ class PreparedStore:
             self._map = None
 
 
-def _choose(negotiated: Negotiated, sop_class: str, transfer_syntax: str) -> tuple[int, str]:
-    """The context for the instance's own syntax, else one we can convert to."""
-    exact = None
-    convertible = None
+def _choose(
+    negotiated: Negotiated, sop_class: str, transfer_syntax: str, *, allow_lossy: bool = False
+) -> tuple[int, str]:
+    """The context for the instance's own syntax, else the first we can convert to.
+
+    Conversion targets are tried in :func:`~dicomnet.dataset.transcode.conversion_targets`
+    order (native before compressed, lossless before lossy), whatever the
+    order of the peer's contexts, so a peer accepting several never makes us
+    encode when a native context is there.
+    """
+    usable: dict[str, int] = {}
     for context_id, context in negotiated.contexts.items():
         if context.abstract_syntax != sop_class or not context.scu_role:
             continue  # a C-GET SCP stores only where the requestor took the SCP role
-        if context.transfer_syntax == transfer_syntax:
-            exact = context_id
-            break
-        if convertible is None and context.transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES:
-            convertible = context_id
-    if exact is not None:
-        return exact, transfer_syntax
-    if convertible is not None and transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES:
-        return convertible, negotiated.contexts[convertible].transfer_syntax
-    offered = sorted(
-        {
-            c.transfer_syntax
-            for c in negotiated.contexts.values()
-            if c.abstract_syntax == sop_class and c.scu_role
-        }
-    )
-    if not offered:
+        usable.setdefault(context.transfer_syntax, context_id)
+    if transfer_syntax in usable:
+        return usable[transfer_syntax], transfer_syntax
+    for target in conversion_targets(transfer_syntax, allow_lossy=allow_lossy):
+        if target in usable:
+            return usable[target], target
+    if not usable:
         raise NoAcceptedContext(
             f"the peer accepted no presentation context for SOP class {sop_class}"
         )
     raise NoAcceptedContext(
         f"cannot send transfer syntax {transfer_syntax} for {sop_class}: the peer accepted "
-        f"only {', '.join(offered)}, and {transfer_syntax} is not one dicomnet converts"
+        f"only {', '.join(sorted(usable))}, and dicomnet does not convert "
+        f"{transfer_syntax} to any of them" + ("" if allow_lossy else " without loss")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Conversion:
+    """A conversion decided on the event loop, to run in an executor."""
+
+    context_id: int
+    sop_class_uid: str
+    source: Any
+    own: str
+    target: str
+    allow_lossy: bool
+    dataset_offset: int = 0
+
+    def run(self) -> PreparedStore:
+        """Blocking: read, decode, encode (a thread of the executor)."""
+        source = self.source
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as stream:
+                stream.seek(self.dataset_offset)
+                source = stream.read()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data, uid = transcode_dataset_bytes(
+                source, self.own, self.target, allow_lossy=self.allow_lossy
+            )
+        else:  # a Dataset the caller still owns: convert a copy
+            dataset = source
+            if not _is_native(self.own) or self.target not in UNCOMPRESSED_TRANSFER_SYNTAXES:
+                dataset = copy.deepcopy(source)
+                transcode_dataset(dataset, self.own, self.target, allow_lossy=self.allow_lossy)
+            data, uid = encode_dataset(dataset, self.target), str(dataset.SOPInstanceUID)
+        return PreparedStore(self.context_id, self.sop_class_uid, uid, data, len(data))
+
+
+def _is_native(syntax: str) -> bool:
+    return not syntax or syntax in UNCOMPRESSED_TRANSFER_SYNTAXES
+
+
+def _plan(
+    negotiated: Negotiated,
+    source: Any,
+    sop_class_uid: str | None,
+    sop_instance_uid: str | None,
+    transfer_syntax: str | None,
+    allow_lossy: bool,
+) -> PreparedStore | _Conversion:
+    """The cheap part of preparing a store: choose the context; send as is when
+    the instance's own syntax was accepted, else describe the conversion."""
+    if isinstance(source, (str, os.PathLike)):
+        # A bulk_store.StoreJob carries the meta group it already read.
+        return _plan_file(
+            negotiated, os.fspath(source), getattr(source, "file_meta", None), allow_lossy
+        )
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not (sop_class_uid and sop_instance_uid and transfer_syntax):
+            raise ValueError(
+                "raw dataset bytes need sop_class_uid, sop_instance_uid and transfer_syntax"
+            )
+        context_id, target = _choose(
+            negotiated, sop_class_uid, transfer_syntax, allow_lossy=allow_lossy
+        )
+        if target == transfer_syntax:
+            return PreparedStore(context_id, sop_class_uid, sop_instance_uid, source, len(source))
+        return _Conversion(context_id, sop_class_uid, source, transfer_syntax, target, allow_lossy)
+    sop_class = str(source.SOPClassUID)
+    meta = getattr(source, "file_meta", None)
+    own = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
+    context_id, target = _choose(negotiated, sop_class, own, allow_lossy=allow_lossy)
+    return _Conversion(context_id, sop_class, source, own, target, allow_lossy)
+
+
+def _plan_file(
+    negotiated: Negotiated, path: str | bytes, meta: FileMeta | None, allow_lossy: bool
+) -> PreparedStore | _Conversion:
+    with open(path, "rb", buffering=0) as stream:
+        if meta is None:
+            meta = parse_file_meta(stream.read(FIRST_READ), stream)
+        context_id, target = _choose(
+            negotiated, meta.sop_class_uid, meta.transfer_syntax, allow_lossy=allow_lossy
+        )
+        if target != meta.transfer_syntax:
+            return _Conversion(
+                context_id,
+                meta.sop_class_uid,
+                os.fsdecode(path),
+                meta.transfer_syntax,
+                target,
+                allow_lossy,
+                meta.dataset_offset,
+            )
+        size = os.fstat(stream.fileno()).st_size - meta.dataset_offset
+        if size <= 0:
+            return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, b"", 0)
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mapped)[meta.dataset_offset :]
+    return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, view, size, mapped)
 
 
 def prepare_store(
@@ -104,97 +215,76 @@ def prepare_store(
     sop_class_uid: str | None = None,
     sop_instance_uid: str | None = None,
     transfer_syntax: str | None = None,
+    allow_lossy: bool = False,
 ) -> PreparedStore:
-    """Turn what the user gave ``store()`` into bytes on an accepted context.
+    """Turn what the user gave ``store()`` into bytes on an accepted context (blocking).
 
     Parameters
     ----------
     source : pydicom.Dataset, bytes-like, or path
         Raw bytes need ``sop_class_uid``, ``sop_instance_uid`` and
         ``transfer_syntax``.
+    allow_lossy : bool
+        Permit a lossy encode when the peer accepted only a lossy syntax.
     """
-    if isinstance(source, (str, os.PathLike)):
-        # A bulk_store.StoreJob carries the meta group it already read.
-        return _prepare_file(negotiated, os.fspath(source), getattr(source, "file_meta", None))
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if not (sop_class_uid and sop_instance_uid and transfer_syntax):
-            raise ValueError(
-                "raw dataset bytes need sop_class_uid, sop_instance_uid and transfer_syntax"
-            )
-        context_id, target = _choose(negotiated, sop_class_uid, transfer_syntax)
-        data: Any = source
-        if target != transfer_syntax:
-            data = encode_dataset(decode_dataset(source, transfer_syntax), target)
-        return PreparedStore(context_id, sop_class_uid, sop_instance_uid, data, len(data))
-    return _prepare_dataset(negotiated, source)
+    plan = _plan(negotiated, source, sop_class_uid, sop_instance_uid, transfer_syntax, allow_lossy)
+    return plan if isinstance(plan, PreparedStore) else plan.run()
 
 
-def _prepare_dataset(negotiated: Negotiated, dataset: Any) -> PreparedStore:
-    sop_class = str(dataset.SOPClassUID)
-    sop_instance = str(dataset.SOPInstanceUID)
-    meta = getattr(dataset, "file_meta", None)
-    own = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
-    candidates = [own] if own else []
-    candidates += [
-        c.transfer_syntax
-        for c in negotiated.contexts.values()
-        if c.abstract_syntax == sop_class and c.scu_role
-    ]
-    for syntax in candidates:
-        try:
-            context_id, target = _choose(negotiated, sop_class, syntax)
-        except NoAcceptedContext:
-            continue
-        if own and own not in UNCOMPRESSED_TRANSFER_SYNTAXES and target != own:
-            continue
-        data = encode_dataset(dataset, target)
-        return PreparedStore(context_id, sop_class, sop_instance, data, len(data))
-    _choose(negotiated, sop_class, own or "1.2.840.10008.1.2")  # raises with the reason
-    raise NoAcceptedContext(f"no context for {sop_class}")  # pragma: no cover
-
-
-def _prepare_file(
-    negotiated: Negotiated, path: str | bytes, meta: FileMeta | None = None
+async def prepare_store_async(
+    negotiated: Negotiated,
+    source: Any,
+    *,
+    sop_class_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    transfer_syntax: str | None = None,
+    allow_lossy: bool = False,
+    executor: Executor | None = None,
 ) -> PreparedStore:
-    with open(path, "rb", buffering=0) as stream:
-        if meta is None:
-            meta = parse_file_meta(stream.read(FIRST_READ), stream)
-        size = os.fstat(stream.fileno()).st_size - meta.dataset_offset
-        context_id, target = _choose(negotiated, meta.sop_class_uid, meta.transfer_syntax)
-        if target != meta.transfer_syntax:
-            stream.seek(meta.dataset_offset)
-            raw = stream.read()
-            data = encode_dataset(decode_dataset(raw, meta.transfer_syntax), target)
-            return PreparedStore(
-                context_id, meta.sop_class_uid, meta.sop_instance_uid, data, len(data)
-            )
-        if size <= 0:
-            return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, b"", 0)
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-    view = memoryview(mapped)[meta.dataset_offset :]
-    return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, view, size, mapped)
+    """:func:`prepare_store` with any conversion run in ``executor`` (default: the
+    loop's), so decoding one instance never stalls the other associations.
+
+    The pixel codecs release the GIL while they work, so conversions of
+    several instances in flight use several cores.
+    """
+    plan = _plan(negotiated, source, sop_class_uid, sop_instance_uid, transfer_syntax, allow_lossy)
+    if isinstance(plan, PreparedStore):
+        return plan
+    return await asyncio.get_running_loop().run_in_executor(executor, plan.run)
 
 
-def storage_contexts(instances: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+def storage_contexts(
+    instances: Iterable[tuple[str, str]], *, allow_lossy: bool = False
+) -> list[tuple[str, list[str]]]:
     """Contexts to propose for ``(SOP class, transfer syntax)`` pairs.
 
     Per SOP class: one context with its instances' own transfer syntaxes, and
-    a second with the uncompressed ones when an own syntax is compressed,
-    there are several, or none is known, so :func:`prepare_store` can convert
-    when the peer refuses the first. ``ValueError`` past
+    a second with what :func:`prepare_store` can convert them to: explicit
+    and implicit VR little endian always (implicit is the one syntax every
+    peer must accept, PS3.5 10.1), then the other native ones, then the
+    compressed syntaxes whose codec is installed (lossy only with
+    ``allow_lossy``). Two contexts rather than one, so a peer that accepts
+    the own syntax is never made to take a conversion. ``ValueError`` past
     :data:`MAX_STORAGE_CONTEXTS`.
     """
     own: dict[str, list[str]] = {}
     for sop_class, syntax in instances:
         syntaxes = own.setdefault(sop_class, [])
-        if syntax and syntax not in syntaxes:
+        if syntax not in syntaxes:
             syntaxes.append(syntax)
     contexts: list[tuple[str, list[str]]] = []
     for sop_class, syntaxes in own.items():
-        if syntaxes:
-            contexts.append((sop_class, syntaxes))
-        if len(syntaxes) != 1 or syntaxes[0] not in UNCOMPRESSED_TRANSFER_SYNTAXES:
-            contexts.append((sop_class, list(UNCOMPRESSED_TRANSFER_SYNTAXES)))
+        known = [s for s in syntaxes if s]
+        if known:
+            contexts.append((sop_class, known))
+        alternatives: list[str] = []
+        for syntax in syntaxes:
+            for target in conversion_targets(syntax, allow_lossy=allow_lossy):
+                if target not in alternatives:
+                    alternatives.append(target)
+        alternatives.sort(key=_preference)
+        if alternatives and set(alternatives) - set(known):
+            contexts.append((sop_class, alternatives))
     if len(contexts) > MAX_STORAGE_CONTEXTS:
         raise ValueError(
             f"{len(own)} SOP classes need {len(contexts)} presentation contexts; an "
@@ -202,3 +292,22 @@ def storage_contexts(instances: Iterable[tuple[str, str]]) -> list[tuple[str, li
             "send them in several runs"
         )
     return contexts
+
+
+_ORDER = {
+    syntax: rank
+    for rank, syntax in enumerate(
+        (
+            EXPLICIT_VR_LITTLE_ENDIAN,
+            IMPLICIT_VR_LITTLE_ENDIAN,
+            *UNCOMPRESSED_TRANSFER_SYNTAXES,
+            *ENCODABLE_LOSSLESS,
+            *ENCODABLE_LOSSY,
+        )
+    )
+}
+
+
+def _preference(syntax: str) -> int:
+    """Native first (explicit, implicit, ...), then lossless encodings, then lossy."""
+    return _ORDER.get(syntax, len(_ORDER))
