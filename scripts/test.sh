@@ -11,7 +11,7 @@ if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || ! ls /usr/lib/pos
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk postgresql >/dev/null
 fi
-python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+python -m pip install -q --disable-pip-version-check -e '.[test,speed,codecs]'
 
 python -c "import dicomnet.core.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
 ruff check src tests bench

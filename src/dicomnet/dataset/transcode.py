@@ -167,9 +167,14 @@ def codecs_available(transfer_syntax: str, *, encode: bool = False) -> bool:
     if transfer_syntax in _NATIVE:
         return True
     groups = (_ENCODERS if encode else _DECODERS).get(transfer_syntax, ())
-    if not groups or importlib.util.find_spec("numpy") is None:
+    if not groups or not _installed("numpy"):
         return False
-    return any(all(importlib.util.find_spec(name) for name in group) for group in groups)
+    return any(all(_installed(name) for name in group) for group in groups)
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
 
 
 def _is_native(syntax: str) -> bool:
@@ -259,6 +264,8 @@ def _decompress(dataset: Dataset, source: str) -> None:
     try:
         dataset.decompress(generate_instance_uid=False)
     except (RuntimeError, ValueError, NotImplementedError) as exc:
+        if "missing dependencies" in str(exc):
+            raise CodecUnavailable(f"cannot decode {source}: {exc}; {CODECS_EXTRA}") from exc
         raise ConversionRefused(f"cannot decode {source} pixel data: {exc}") from exc
     if source in LOSSY_SYNTAXES:
         # Already lossy before this step: record it if the creator did not.
@@ -289,6 +296,8 @@ def _compress(dataset: Dataset, target: str) -> None:
     try:
         dataset.compress(target, generate_instance_uid=False, **options)
     except (RuntimeError, ValueError, NotImplementedError) as exc:
+        if "missing dependencies" in str(exc):
+            raise CodecUnavailable(f"cannot encode {target}: {exc}; {CODECS_EXTRA}") from exc
         raise ConversionRefused(f"cannot encode pixel data as {target}: {exc}") from exc
     if target in LOSSY_SYNTAXES:
         dataset.LossyImageCompression = "01"
@@ -336,11 +345,13 @@ def transcode_dataset(
     from pydicom.uid import UID
 
     if not can_convert(source, target, allow_lossy=allow_lossy):
-        why = "lossy" if target in ENCODABLE_LOSSY else "unsupported"
-        hint = " (allow lossy compression to permit it)" if why == "lossy" else ""
-        raise ConversionRefused(
-            f"will not convert {source or 'native'} to {target}: {why} conversion{hint}"
-        )
+        if target not in ENCODABLE_LOSSY:
+            why = "dicomnet does not convert between them"
+        elif source in LOSSY_SYNTAXES:
+            why = "a second lossy step would compound the loss"
+        else:
+            why = "lossy compression not allowed (--allow-lossy permits it)"
+        raise ConversionRefused(f"will not convert {source or 'native'} to {target}: {why}")
     if getattr(dataset, "file_meta", None) is None:
         dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = UID(source or EXPLICIT_VR_LITTLE_ENDIAN)
