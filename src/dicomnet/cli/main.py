@@ -95,6 +95,17 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
 @click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--allow-lossy",
+    is_flag=True,
+    help="Compress lossily (JPEG 2000, JPEG-LS near-lossless) when the peer accepts only that.",
+)
+@click.option(
+    "--conversion-processes",
+    default=0,
+    show_default=True,
+    help="Processes converting files the peer refuses in their own syntax (0: threads).",
+)
 @tls_client_options
 @click.argument("host")
 @click.argument("port", type=int)
@@ -108,6 +119,8 @@ def store(
     max_pdu: int,
     timeout: float,
     quiet: bool,
+    allow_lossy: bool,
+    conversion_processes: int,
     host: str,
     port: int,
     paths: tuple[str, ...],
@@ -155,6 +168,8 @@ def store(
             window=window,
             max_pdu_length=max_pdu,
             progress=advance,
+            allow_lossy=allow_lossy,
+            conversion_processes=conversion_processes,
             called_ae_title=aec,
             calling_ae_title=aet,
             timeouts=RequestTimeouts(timeout, timeout, timeout, None),

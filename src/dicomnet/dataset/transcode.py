@@ -172,6 +172,24 @@ def codecs_available(transfer_syntax: str, *, encode: bool = False) -> bool:
     return any(all(_installed(name) for name in group) for group in groups)
 
 
+_PREFERRED_PLUGIN: dict[str, tuple[str, tuple[str, ...]]] = {
+    JPEG_LS_LOSSLESS: ("pyjpegls", ("jpeg_ls",)),
+    JPEG_LS_NEAR_LOSSLESS: ("pyjpegls", ("jpeg_ls",)),
+    RLE_LOSSLESS: ("pylibjpeg", ("pylibjpeg", "rle")),
+}
+"""The fastest backend per syntax, measured (bench/README.md): CharLS through
+pyjpegls decodes JPEG-LS about four times faster than libjpeg or GDCM, and
+pylibjpeg-rle runs RLE in compiled code where pydicom's own is pure Python.
+Other syntaxes take whichever backend pydicom finds first."""
+
+
+def _plugin(syntax: str) -> str:
+    preferred = _PREFERRED_PLUGIN.get(syntax)
+    if preferred is not None and all(_installed(name) for name in preferred[1]):
+        return preferred[0]
+    return ""
+
+
 def _installed(module: str) -> bool:
     """Whether a top-level module can be imported (without importing it)."""
     return importlib.util.find_spec(module) is not None
@@ -262,7 +280,7 @@ def _decompress(dataset: Dataset, source: str) -> None:
         return  # nothing encapsulated: the elements alone change encoding
     compressed = _pixel_bytes(dataset)
     try:
-        dataset.decompress(generate_instance_uid=False)
+        dataset.decompress(generate_instance_uid=False, decoding_plugin=_plugin(source))
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         if "missing dependencies" in str(exc):
             raise CodecUnavailable(f"cannot decode {source}: {exc}; {CODECS_EXTRA}") from exc
@@ -294,7 +312,9 @@ def _compress(dataset: Dataset, target: str) -> None:
     elif target == JPEG_LS_NEAR_LOSSLESS:
         options["jls_error"] = 2
     try:
-        dataset.compress(target, generate_instance_uid=False, **options)
+        dataset.compress(
+            target, generate_instance_uid=False, encoding_plugin=_plugin(target), **options
+        )
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         if "missing dependencies" in str(exc):
             raise CodecUnavailable(f"cannot encode {target}: {exc}; {CODECS_EXTRA}") from exc

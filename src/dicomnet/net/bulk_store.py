@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 The files' meta groups are read first (no pydicom) to learn which SOP classes
 and transfer syntaxes to propose: each SOP class gets one context offering the
-files' own transfer syntaxes and one offering the uncompressed ones dicomnet
-can convert to. ``associations`` workers then share one queue of files; each
+files' own transfer syntaxes and one offering those dicomnet can convert them
+to (:func:`dicomnet.net.store_client.storage_contexts`); a file whose own
+syntax the peer refused is converted off the event loop, in a process pool
+when asked, since the pixel codecs hold the GIL. ``associations`` workers
+then share one queue of files; each
 keeps up to the negotiated window of C-STOREs outstanding. When an
 association fails, the files it had not seen acknowledged go back on the
 queue and the worker opens a new association (a bounded number of times), so
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,14 @@ from dicomnet.errors import AssociationAborted, ConnectionClosed, DicomNetError,
 from dicomnet.net import client
 from dicomnet.net.store_client import storage_contexts
 
-__all__ = ["StoreJob", "StoreOutcome", "collect_files", "proposed_contexts", "store_files"]
+__all__ = [
+    "StoreJob",
+    "StoreOutcome",
+    "collect_files",
+    "conversion_pool",
+    "proposed_contexts",
+    "store_files",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +100,28 @@ def collect_files(
     return jobs, unreadable
 
 
-def proposed_contexts(jobs: Iterable[StoreJob]) -> list[tuple[str, list[str]]]:
-    """Per SOP class: its files' own syntaxes, then the uncompressed ones."""
-    return storage_contexts((job.sop_class_uid, job.transfer_syntax) for job in jobs)
+def proposed_contexts(
+    jobs: Iterable[StoreJob], *, allow_lossy: bool = False
+) -> list[tuple[str, list[str]]]:
+    """Per SOP class: its files' own syntaxes, then what they can be converted to."""
+    return storage_contexts(
+        ((job.sop_class_uid, job.transfer_syntax) for job in jobs), allow_lossy=allow_lossy
+    )
+
+
+def conversion_pool(processes: int) -> Executor | None:
+    """A process pool for conversions, or None for the event loop's threads.
+
+    The pixel codecs hold the GIL while they work, so only processes convert
+    on several cores at once. ``forkserver``: never fork a process whose
+    event loop already runs threads.
+    """
+    if processes <= 0:
+        return None
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method))
 
 
 async def store_files(
@@ -104,14 +134,55 @@ async def store_files(
     max_pdu_length: int = 0,
     retries: int = 3,
     progress: Callable[[StoreJob, int | None, str | None], None] | None = None,
+    allow_lossy: bool = False,
+    conversion_processes: int = 0,
     **connect_options: Any,
 ) -> StoreOutcome:
-    """Send every job; ``progress(job, status, error)`` after each file."""
+    """Send every job; ``progress(job, status, error)`` after each file.
+
+    A file the peer cannot take in its own syntax is converted (lossy only
+    with ``allow_lossy``) in ``conversion_processes`` processes, or in the
+    event loop's threads when 0.
+    """
+    executor = conversion_pool(conversion_processes)
+    try:
+        return await _store_files(
+            host,
+            port,
+            jobs,
+            associations=associations,
+            window=window,
+            max_pdu_length=max_pdu_length,
+            retries=retries,
+            progress=progress,
+            allow_lossy=allow_lossy,
+            executor=executor,
+            connect_options=connect_options,
+        )
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _store_files(
+    host: str,
+    port: int,
+    jobs: list[StoreJob],
+    *,
+    associations: int,
+    window: int,
+    max_pdu_length: int,
+    retries: int,
+    progress: Callable[[StoreJob, int | None, str | None], None] | None,
+    allow_lossy: bool,
+    executor: Executor | None,
+    connect_options: dict[str, Any],
+) -> StoreOutcome:
     outcome = StoreOutcome()
     queue: asyncio.Queue[StoreJob] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
-    contexts = proposed_contexts(jobs)
+    contexts = proposed_contexts(jobs, allow_lossy=allow_lossy)
     options = dict(connect_options)
     if max_pdu_length:
         options["max_pdu_length"] = max_pdu_length
@@ -127,7 +198,8 @@ async def store_files(
 
     async def send_one(assoc: client.ClientConnection, job: StoreJob) -> None:
         try:
-            response = await assoc.store(job)  # path-like, with its meta group
+            # path-like, with its meta group
+            response = await assoc.store(job, allow_lossy=allow_lossy, executor=executor)
         except (AssociationAborted, ConnectionClosed, RequestTimeout):
             raise
         except DicomNetError as exc:

@@ -15,6 +15,7 @@ finalizes the abandoned iterator.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,7 @@ class ServiceUser:
         move_originator_message_id: int | None = None,
         timeouts: RequestTimeouts | None = None,
         allow_lossy: bool = False,
+        executor: Executor | None = None,
     ) -> Any:
         """C-STORE (PS3.4 B) of a Dataset, raw bytes or a Part 10 file; the final response.
 
@@ -132,6 +134,7 @@ class ServiceUser:
             sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax,
             allow_lossy=allow_lossy,
+            executor=executor,
         )
         try:
             message = dimse.CStoreRQ(
