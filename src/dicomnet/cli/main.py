@@ -195,7 +195,7 @@ def store(
     )
     console.print(table)
     for path, reason in failed[:20]:
-        console.print(f"failed: {path}: {reason}")
+        console.print(f"failed: {path}: {reason}", markup=False, soft_wrap=True)
     if failed:
         _fail(f"{len(failed)} of {len(jobs) + len(unreadable)} instances failed")
 

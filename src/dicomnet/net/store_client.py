@@ -258,13 +258,15 @@ def storage_contexts(
 ) -> list[tuple[str, list[str]]]:
     """Contexts to propose for ``(SOP class, transfer syntax)`` pairs.
 
-    Per SOP class: one context with its instances' own transfer syntaxes, and
-    a second with what :func:`prepare_store` can convert them to: explicit
-    and implicit VR little endian always (implicit is the one syntax every
-    peer must accept, PS3.5 10.1), then the other native ones, then the
-    compressed syntaxes whose codec is installed (lossy only with
-    ``allow_lossy``). Two contexts rather than one, so a peer that accepts
-    the own syntax is never made to take a conversion. ``ValueError`` past
+    Per SOP class: one context for each of its instances' own transfer
+    syntaxes (one for them all when that would pass
+    :data:`MAX_STORAGE_CONTEXTS`), and one more with what
+    :func:`prepare_store` can convert them to: explicit and implicit VR
+    little endian always (implicit is the one syntax every peer must
+    accept, PS3.5 10.1), then the other native ones, then the compressed
+    syntaxes whose codec is installed (lossy only with ``allow_lossy``).
+    Own syntaxes apart from the alternatives, so a peer that accepts the
+    own syntax is never made to take a conversion. ``ValueError`` past
     :data:`MAX_STORAGE_CONTEXTS`.
     """
     own: dict[str, list[str]] = {}
@@ -272,10 +274,30 @@ def storage_contexts(
         syntaxes = own.setdefault(sop_class, [])
         if syntax not in syntaxes:
             syntaxes.append(syntax)
+    contexts = _contexts(own, allow_lossy, split=True)
+    if len(contexts) > MAX_STORAGE_CONTEXTS:
+        contexts = _contexts(own, allow_lossy, split=False)
+    if len(contexts) > MAX_STORAGE_CONTEXTS:
+        raise ValueError(
+            f"{len(own)} SOP classes need {len(contexts)} presentation contexts; an "
+            f"association carries {MAX_STORAGE_CONTEXTS} besides Verification: "
+            "send them in several runs"
+        )
+    return contexts
+
+
+def _contexts(
+    own: dict[str, list[str]], allow_lossy: bool, *, split: bool
+) -> list[tuple[str, list[str]]]:
+    """One context per own syntax (``split``: an acceptor accepts one syntax per
+    context, so a JPEG-LS file and an RLE file of one class need two), or one
+    for all of them, then one with the conversion targets."""
     contexts: list[tuple[str, list[str]]] = []
     for sop_class, syntaxes in own.items():
         known = [s for s in syntaxes if s]
-        if known:
+        if split:
+            contexts += [(sop_class, [syntax]) for syntax in known]
+        elif known:
             contexts.append((sop_class, known))
         alternatives: list[str] = []
         for syntax in syntaxes:
@@ -285,12 +307,6 @@ def storage_contexts(
         alternatives.sort(key=_preference)
         if alternatives and set(alternatives) - set(known):
             contexts.append((sop_class, alternatives))
-    if len(contexts) > MAX_STORAGE_CONTEXTS:
-        raise ValueError(
-            f"{len(own)} SOP classes need {len(contexts)} presentation contexts; an "
-            f"association carries {MAX_STORAGE_CONTEXTS} besides Verification: "
-            "send them in several runs"
-        )
     return contexts
 
 
