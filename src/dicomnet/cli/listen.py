@@ -210,6 +210,28 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     type=click.Path(dir_okay=False),
     help="Append one JSON line per C-STORE answered to this file.",
 )
+# -- transfer syntaxes (docs/conformance.md) ----------------------------------------------
+@click.option(
+    "--accept",
+    type=click.Choice(["uncompressed", "lossless", "all"]),
+    default="all",
+    show_default=True,
+    help="Storage transfer syntaxes accepted: native only, native and lossless, or all.",
+)
+@click.option(
+    "--prefer",
+    multiple=True,
+    metavar="SYNTAX[,SYNTAX]",
+    help="Choose these first when proposed (explicit, implicit, rle, jpeg-ls, "
+    "j2k-lossless, ... or a UID), as storescp +x*.",
+)
+@click.option(
+    "--store-as",
+    metavar="SYNTAX",
+    help="Convert each instance to this native or lossless syntax before Success "
+    "(e.g. j2k-lossless; needs dicomnet[codecs]).",
+)
+# -- end of transfer syntaxes ------------------------------------------------------------
 @click.option(
     "--shutdown-timeout",
     default=30.0,

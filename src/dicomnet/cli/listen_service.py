@@ -81,6 +81,11 @@ class ServiceConfig:
     tls_handshake_timeout: float = 10.0
     dimse_timeout: float = 60.0
     write_timeout: float = 60.0
+    # Transfer syntaxes (docs/conformance.md): what storage accepts, which it
+    # prefers, and what it stores (names of dicomnet.dataset.transcode.SYNTAX_NAMES or UIDs).
+    accept: str = "all"
+    prefer: tuple[str, ...] = ()
+    store_as: str | None = None
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -171,6 +176,7 @@ async def serve(
         accept_any_storage=True,
     )
     listener.admit, listener.release = admit, release
+    _transfer_syntax_policy(config, listener)
     listener.observers.append(AssociationLog())
     storage, to_close = _storage(config, listener)
     event_log = EventLog(config.event_log) if config.event_log else None
@@ -250,12 +256,40 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
         duplicates=config.duplicates,
         index=config.index,
     )
+    _store_as(config, archive)
     archive.attach(
         listener,
         commitment_destinations=_destinations(config.commitment_destinations),
     )
     listener.move_destinations.update(_destinations(config.move_destinations))
     return archive.storage, archive
+
+
+# -- transfer syntaxes: --accept, --prefer, --store-as ------------------------------------
+def _transfer_syntax_policy(config: ServiceConfig, listener: Listener) -> None:
+    """The storage syntaxes accepted, in order; --store-as needs the archive."""
+    from dataclasses import replace
+
+    from dicomnet.dataset.transcode import syntax_by_name
+    from dicomnet.services.ingest_transcode import accepted_syntaxes
+
+    prefer = tuple(syntax_by_name(name) for item in config.prefer for name in item.split(","))
+    syntaxes = accepted_syntaxes(config.accept, prefer)
+    listener.policy = replace(listener.policy, storage_transfer_syntaxes=syntaxes)
+    if config.store_as and (config.ignore or config.no_index):
+        raise ValueError("--store-as needs the archive (not --ignore or --no-index)")
+
+
+def _store_as(config: ServiceConfig, archive: Any) -> None:
+    """Wrap the archive's storage so each instance is converted before Success."""
+    if not config.store_as:
+        return
+    from dicomnet.dataset.transcode import syntax_by_name
+    from dicomnet.services.ingest_transcode import TranscodingStorage
+
+    archive.storage = TranscodingStorage(
+        archive.storage, syntax_by_name(config.store_as), fsync=config.fsync == "always"
+    )
 
 
 def _destinations(table: dict[str, tuple[str, int]]) -> dict[str, MoveDestination]:

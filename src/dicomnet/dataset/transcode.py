@@ -66,11 +66,13 @@ __all__ = [
     "ENCODABLE_LOSSY",
     "JPEG_LOSSLESS_P14",
     "LOSSY_SYNTAXES",
+    "SYNTAX_NAMES",
     "CodecUnavailable",
     "ConversionRefused",
     "can_convert",
     "codecs_available",
     "conversion_targets",
+    "syntax_by_name",
     "transcode_dataset",
     "transcode_dataset_bytes",
     "transcode_part10",
@@ -117,6 +119,38 @@ ENCODABLE_LOSSY = (JPEG_LS_NEAR_LOSSLESS, JPEG_2000)
 """Compressed syntaxes dicomnet produces with loss, only when the caller allows it."""
 
 _NATIVE = frozenset(UNCOMPRESSED_TRANSFER_SYNTAXES)
+
+
+SYNTAX_NAMES = {
+    "explicit": EXPLICIT_VR_LITTLE_ENDIAN,
+    "implicit": IMPLICIT_VR_LITTLE_ENDIAN,
+    "big": EXPLICIT_VR_BIG_ENDIAN,
+    "deflated": DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    "rle": RLE_LOSSLESS,
+    "jpeg-lossless": JPEG_LOSSLESS_SV1,
+    "jpeg-lossless-p14": JPEG_LOSSLESS_P14,
+    "jpeg-ls": JPEG_LS_LOSSLESS,
+    "j2k-lossless": JPEG_2000_LOSSLESS,
+    "htj2k-lossless": HTJ2K_LOSSLESS,
+    "jpeg-baseline": JPEG_BASELINE,
+    "jpeg-extended": JPEG_EXTENDED,
+    "jpeg-ls-near": JPEG_LS_NEAR_LOSSLESS,
+    "j2k": JPEG_2000,
+    "htj2k": HTJ2K,
+}
+"""Short names for transfer syntaxes on the command line (a UID works too)."""
+
+
+def syntax_by_name(text: str) -> str:
+    """A transfer syntax UID from a short name of :data:`SYNTAX_NAMES` or a UID."""
+    value = text.strip()
+    if value.lower() in SYNTAX_NAMES:
+        return SYNTAX_NAMES[value.lower()]
+    if value in SYNTAX_NAMES.values() or value == HTJ2K_LOSSLESS_RPCL:
+        return value
+    raise ValueError(
+        f"unknown transfer syntax {text!r}: a UID or one of {', '.join(SYNTAX_NAMES)}"
+    )
 
 
 class CodecUnavailable(DicomNetError, RuntimeError):
