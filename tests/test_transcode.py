@@ -63,6 +63,7 @@ def as_array(path: Path) -> np.ndarray:
 def test_dcmtk_lossless_decodes_to_the_original_pixels(tmp_path: Path, syntax: str) -> None:
     native = native_file(tmp_path, ct_image(1), "native.dcm")
     compressed = dcmtk_compress(native, syntax, tmp_path / "compressed.dcm")
+    decoded = {}
     for target in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
         out = convert(compressed, target, tmp_path / f"out-{target}.dcm")
         result = dcmread(out)
@@ -70,6 +71,12 @@ def test_dcmtk_lossless_decodes_to_the_original_pixels(tmp_path: Path, syntax: s
         assert bytes(result.PixelData) == pixels(native)
         assert result.SOPInstanceUID == dcmread(native).SOPInstanceUID
         assert "LossyImageCompression" not in result or result.LossyImageCompression == "00"
+        decoded[target] = result
+    # Explicit VR replaces Pixel Data alone; implicit re-encodes every element:
+    # both must hold the same elements with the same values.
+    explicit, implicit = decoded[ExplicitVRLittleEndian], decoded[ImplicitVRLittleEndian]
+    assert [e.tag for e in explicit] == [e.tag for e in implicit]
+    assert all(explicit[e.tag].value == e.value for e in implicit), syntax
 
 
 @pytest.mark.interop

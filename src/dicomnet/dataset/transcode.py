@@ -417,6 +417,63 @@ def transcode_dataset(
     return dataset
 
 
+_SPLICEABLE = frozenset(
+    {
+        JPEG_LOSSLESS_P14,
+        JPEG_LOSSLESS_SV1,
+        JPEG_LS_LOSSLESS,
+        JPEG_2000_LOSSLESS,
+        HTJ2K_LOSSLESS,
+        HTJ2K_LOSSLESS_RPCL,
+        RLE_LOSSLESS,
+    }
+)
+"""Lossless sources whose decode to explicit VR little endian touches Pixel Data alone."""
+
+_PIXEL_DATA = 0x7FE00010
+
+
+def _decode_spliced(data: bytes, source: str) -> tuple[bytes, str] | None:
+    """Decode to explicit VR little endian by replacing only the Pixel Data element.
+
+    A compressed dataset's other elements are already explicit VR little
+    endian (PS3.5 A.4), and a lossless decode of single-sample pixels changes
+    no attribute, so the bytes before Pixel Data go out as they are: no
+    re-encoding of the header. None when the instance is not of that kind
+    (the general path then runs). Returns the bytes and the SOP Instance UID.
+    """
+    from pydicom.dataset import Dataset as PydicomDataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+    from pydicom.tag import BaseTag
+    from pydicom.uid import UID
+
+    dataset = read_dataset(BytesIO(data), False, True)
+    raw = dataset._dict.get(BaseTag(_PIXEL_DATA))  # still the raw element: where it starts
+    value_tell = getattr(raw, "value_tell", None)
+    if value_tell is None or dataset.get("SamplesPerPixel", 1) != 1:
+        return None
+    offset = value_tell - 12  # explicit VR OB: tag, VR, 2 reserved bytes, 4-byte length
+    if data[offset : offset + 4] != b"\xe0\x7f\x10\x00":
+        return None
+    photometric = dataset.get("PhotometricInterpretation")
+    instance_uid = str(dataset.get("SOPInstanceUID", ""))
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = UID(source)
+    try:
+        dataset.decompress(generate_instance_uid=False, decoding_plugin=_plugin(source))
+    except (RuntimeError, ValueError, NotImplementedError):
+        return None  # the general path reports it
+    if dataset.get("PhotometricInterpretation") != photometric:
+        return None
+    pixels = dataset["PixelData"].value
+    vr = b"OB" if dataset.get("BitsAllocated", 16) <= 8 else b"OW"
+    header = b"\xe0\x7f\x10\x00" + vr + b"\x00\x00" + len(pixels).to_bytes(4, "little")
+    after = PydicomDataset({tag: e for tag, e in dataset.items() if tag > _PIXEL_DATA})
+    tail = encode_dataset(after, EXPLICIT_VR_LITTLE_ENDIAN) if len(after) else b""
+    return b"".join((data[:offset], header, pixels, tail)), instance_uid
+
+
 def transcode_dataset_bytes(
     data: bytes | bytearray | memoryview,
     source: str,
@@ -431,6 +488,11 @@ def transcode_dataset_bytes(
     bytes, str
         The encoded dataset and its SOP Instance UID (new after a lossy encode).
     """
+    if source in _SPLICEABLE and target == EXPLICIT_VR_LITTLE_ENDIAN:
+        _require(source, encode=False)
+        spliced = _decode_spliced(bytes(data), source)
+        if spliced is not None:
+            return spliced
     native_in = _is_native(source)
     dataset = decode_dataset(data, source if native_in else EXPLICIT_VR_LITTLE_ENDIAN)
     transcode_dataset(dataset, source, target, allow_lossy=allow_lossy)
