@@ -228,3 +228,38 @@ def test_dcmtk_reads_what_we_decode(tmp_path: Path) -> None:
     dumped = run_dcmtk("dcmdump", "+L", str(out))
     assert dumped.returncode == 0, dumped.stderr
     assert "ImplicitVRLittleEndian" in dumped.stdout or "Little Endian Implicit" in dumped.stdout
+
+
+CONCURRENT_ENCODES = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, sys.argv[1])
+from codec_files import ct_image, native_file
+from pathlib import Path
+from dicomnet.dataset import transcode
+if len(sys.argv) > 3:
+    transcode._SERIALIZED_ENCODERS.clear()
+folder = Path(sys.argv[2])
+data = [native_file(folder, ct_image(i, size=256), f"n{i}.dcm").read_bytes() for i in range(48)]
+def encode(raw):
+    return transcode.transcode_part10(raw, "1.2.840.10008.1.2.4.90")
+with ThreadPoolExecutor(6) as pool:
+    print(len(list(pool.map(encode, data))))
+"""
+
+
+def test_concurrent_jpeg_2000_encodes_in_threads_do_not_crash(tmp_path: Path) -> None:
+    """The listener converts in threads; pylibjpeg-openjpeg's encoder must take turns."""
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).parent)
+    result = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_ENCODES, tests, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "48"

@@ -29,8 +29,10 @@ UID, Image Type DERIVED and a Source Image Sequence naming the original.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import threading
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +219,15 @@ pylibjpeg-rle runs RLE in compiled code where pydicom's own is pure Python.
 Other syntaxes take whichever backend pydicom finds first."""
 
 
+_J2K_ENCODE = threading.Lock()
+"""pylibjpeg-openjpeg 2.6's encoder is not thread-safe: two JPEG 2000 encodes at
+once in one process crash it (SIGSEGV, tests/test_transcode.py reproduces the
+case), so they take turns; decoders and the other encoders run concurrently.
+A process pool is unaffected (one encode per process)."""
+
+_SERIALIZED_ENCODERS = {JPEG_2000_LOSSLESS: _J2K_ENCODE, JPEG_2000: _J2K_ENCODE}
+
+
 def _plugin(syntax: str) -> str:
     preferred = _PREFERRED_PLUGIN.get(syntax)
     if preferred is not None and all(_installed(name) for name in preferred[1]):
@@ -346,9 +357,10 @@ def _compress(dataset: Dataset, target: str) -> None:
     elif target == JPEG_LS_NEAR_LOSSLESS:
         options["jls_error"] = 2
     try:
-        dataset.compress(
-            target, generate_instance_uid=False, encoding_plugin=_plugin(target), **options
-        )
+        with _SERIALIZED_ENCODERS.get(target, contextlib.nullcontext()):
+            dataset.compress(
+                target, generate_instance_uid=False, encoding_plugin=_plugin(target), **options
+            )
     except (RuntimeError, ValueError, NotImplementedError) as exc:
         if "missing dependencies" in str(exc):
             raise CodecUnavailable(f"cannot encode {target}: {exc}; {CODECS_EXTRA}") from exc
