@@ -274,3 +274,37 @@ def test_our_scu_store_of_a_dataset_converts_a_copy(tmp_path: Path) -> None:
     assert bytes(compressed.PixelData) == before
     (received,) = received_files(inbox).values()
     assert pixels(received) == pixels(native)
+
+
+def test_a_compressed_dataset_in_an_accepted_syntax_goes_unchanged(tmp_path: Path) -> None:
+    """No decode and re-encode when the peer takes the Dataset's own syntax."""
+    from pynetdicom import AE, evt
+
+    native = native_file(tmp_path, ct_image(4), "n.dcm")
+    compressed = dcmread(dcmtk_compress(native, JPEG_LS_LOSSLESS, tmp_path / "c.dcm"))
+    received: list[bytes] = []
+
+    def on_store(event) -> int:
+        received.append(bytes(event.dataset.PixelData))
+        return 0x0000
+
+    ae = AE(ae_title="JLSONLY")
+    ae.add_supported_context(CTImageStorage, [JPEG_LS_LOSSLESS])
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+
+    async def scenario() -> int:
+        async with client.connect(
+            "127.0.0.1",
+            server.server_address[1],
+            called_ae_title="JLSONLY",
+            contexts=[(CTImageStorage, [JPEG_LS_LOSSLESS])],
+        ) as assoc:
+            return int((await assoc.store(compressed)).status)
+
+    try:
+        assert asyncio.run(asyncio.wait_for(scenario(), 60)) == 0
+    finally:
+        server.shutdown()
+    assert received == [bytes(compressed.PixelData)]

@@ -421,6 +421,8 @@ def transcode_dataset(
     if getattr(dataset, "file_meta", None) is None:
         dataset.file_meta = FileMetaDataset()
     dataset.file_meta.TransferSyntaxUID = UID(source or EXPLICIT_VR_LITTLE_ENDIAN)
+    if source == target:
+        return dataset
     if not _is_native(source):
         _decompress(dataset, source)
     if target not in _NATIVE:

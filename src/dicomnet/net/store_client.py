@@ -137,7 +137,9 @@ class _Conversion:
             )
         else:  # a Dataset the caller still owns: convert a copy
             dataset = source
-            if not _is_native(self.own) or self.target not in UNCOMPRESSED_TRANSFER_SYNTAXES:
+            if self.own != self.target and (
+                not _is_native(self.own) or self.target not in UNCOMPRESSED_TRANSFER_SYNTAXES
+            ):
                 dataset = copy.deepcopy(source)
                 transcode_dataset(dataset, self.own, self.target, allow_lossy=self.allow_lossy)
             data, uid = encode_dataset(dataset, self.target), str(dataset.SOPInstanceUID)
