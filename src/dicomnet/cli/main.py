@@ -104,7 +104,7 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     "--conversion-processes",
     default=0,
     show_default=True,
-    help="Processes converting files the peer refuses in their own syntax (0: threads).",
+    help="Processes converting files the peer refuses in their own syntax (0: one thread).",
 )
 @tls_client_options
 @click.argument("host")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,15 +109,17 @@ def proposed_contexts(
     )
 
 
-def conversion_pool(processes: int) -> Executor | None:
-    """A process pool for conversions, or None for the event loop's threads.
+def conversion_pool(processes: int) -> Executor:
+    """Where a run's conversions go: ``processes`` processes, or one thread when 0.
 
     The pixel codecs hold the GIL while they work, so only processes convert
-    on several cores at once. ``forkserver``: never fork a process whose
-    event loop already runs threads.
+    on several cores at once, and more than one thread only adds contention
+    (one thread measured 14% less CPU than the loop's default pool,
+    bench/README.md). ``forkserver``: never fork a process whose event loop
+    already runs threads.
     """
     if processes <= 0:
-        return None
+        return ThreadPoolExecutor(1, thread_name_prefix="dicomnet-convert")
     import multiprocessing
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -141,8 +143,8 @@ async def store_files(
     """Send every job; ``progress(job, status, error)`` after each file.
 
     A file the peer cannot take in its own syntax is converted (lossy only
-    with ``allow_lossy``) in ``conversion_processes`` processes, or in the
-    event loop's threads when 0.
+    with ``allow_lossy``) in ``conversion_processes`` processes, or in one
+    thread beside the event loop when 0.
     """
     executor = conversion_pool(conversion_processes)
     try:
@@ -160,8 +162,7 @@ async def store_files(
             connect_options=connect_options,
         )
     finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def _store_files(
@@ -175,7 +176,7 @@ async def _store_files(
     retries: int,
     progress: Callable[[StoreJob, int | None, str | None], None] | None,
     allow_lossy: bool,
-    executor: Executor | None,
+    executor: Executor,
     connect_options: dict[str, Any],
 ) -> StoreOutcome:
     outcome = StoreOutcome()
