@@ -14,9 +14,10 @@
    images/s, and its CPU seconds (user + system, children included).
 2. **Decoder choice.** One image decoded by each pydicom backend installed
    (pyjpegls = CharLS, pylibjpeg = libjpeg, gdcm), single thread.
-3. **--store-as j2k-lossless.** The native set sent by ``dicomnet store`` to
-   ``dicomnet listen`` with and without ``--store-as j2k-lossless``
-   (``--fsync never`` for both): wall clock and bytes on disk.
+3. **--store-as.** The native set sent by ``dicomnet store`` to ``dicomnet
+   listen`` as received, with ``--store-as j2k-lossless`` and with
+   ``--store-as jpeg-ls`` (``--fsync never`` for all): wall clock and bytes
+   on disk.
 
 Each case runs ``--rounds`` times, interleaved; medians are given.
 """
@@ -186,13 +187,17 @@ def store_as(native: Path, workdir: Path, rounds: int) -> tuple[dict[str, tuple[
     case and round) is counted and reported, not hidden.
     """
     files = sorted(str(p) for p in native.iterdir())
-    cases = (("as received", []), ("--store-as j2k-lossless", ["--store-as", "j2k-lossless"]))
+    cases = (
+        ("as received", []),
+        ("--store-as j2k-lossless", ["--store-as", "j2k-lossless"]),
+        ("--store-as jpeg-ls", ["--store-as", "jpeg-ls"]),
+    )
     results: dict[str, list[tuple[float, int]]] = {name: [] for name, _ in cases}
     crashes = 0
     for round_number in range(rounds):
         for name, extra in cases:
             for attempt in range(3):
-                tag = f"{round_number}-{len(extra)}-{attempt}"
+                tag = f"{round_number}-{extra[-1] if extra else 'none'}-{attempt}"
                 folder = workdir / f"archive-{tag}"
                 port = free_port()
                 log = open(workdir / f"listen-{tag}.log", "w")
