@@ -374,7 +374,9 @@ def _compress(dataset: Dataset, target: str) -> None:
         source_item.ReferencedSOPClassUID = dataset.SOPClassUID
         source_item.ReferencedSOPInstanceUID = original_uid
         dataset.SourceImageSequence = [*dataset.get("SourceImageSequence", []), source_item]
-        _append(dataset, "DerivationDescription", f"Lossy compression {_METHOD[target]}")
+        step = f"Lossy compression {_METHOD[target]}"
+        before = str(dataset.get("DerivationDescription", "") or "")
+        dataset.DerivationDescription = f"{before}; {step}" if before else step  # ST: one value
         if "ImageType" in dataset and dataset.ImageType:
             image_type = (
                 list(dataset.ImageType) if dataset["ImageType"].VM > 1 else [str(dataset.ImageType)]

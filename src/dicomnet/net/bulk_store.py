@@ -114,8 +114,7 @@ def conversion_pool(processes: int) -> Executor:
 
     The pixel codecs hold the GIL while they work, so only processes convert
     on several cores at once, and more than one thread only adds contention
-    (one thread measured 14% less CPU than the loop's default pool,
-    bench/README.md). ``forkserver``: never fork a process whose event loop
+    (bench/README.md). ``forkserver``: never fork a process whose event loop
     already runs threads.
     """
     if processes <= 0:
