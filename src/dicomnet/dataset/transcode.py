@@ -78,6 +78,7 @@ __all__ = [
     "transcode_dataset",
     "transcode_dataset_bytes",
     "transcode_part10",
+    "warm_up",
 ]
 
 CODECS_EXTRA = "pip install dicomnet[codecs]"
@@ -285,6 +286,25 @@ def conversion_targets(source: str, *, allow_lossy: bool = False) -> tuple[str, 
         and (_is_native(source) or codecs_available(source))
     )
     return tuple(s for s in (*native, *encoded) if s != source)
+
+
+def warm_up() -> None:
+    """Import pydicom's pixel machinery and the installed backends now.
+
+    A process pool's initializer: each worker pays its imports (about half a
+    second) while the association is being negotiated, not on its first
+    image.
+    """
+    with contextlib.suppress(ImportError):
+        from pydicom.pixels.decoders.base import get_decoder
+        from pydicom.pixels.encoders.base import get_encoder
+
+        for syntax in DECODABLE:
+            if codecs_available(syntax):
+                get_decoder(syntax).is_available  # noqa: B018 - loads the plugins
+        for syntax in ENCODABLE_LOSSLESS:
+            if codecs_available(syntax, encode=True):
+                get_encoder(syntax).is_available  # noqa: B018
 
 
 def _require(syntax: str, *, encode: bool) -> None:

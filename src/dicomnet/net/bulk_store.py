@@ -27,6 +27,7 @@ from typing import Any
 
 from dicomnet.core.status import StatusClass, status_class
 from dicomnet.dataset.part10 import FIRST_READ, FileMeta, Part10Error, parse_file_meta
+from dicomnet.dataset.transcode import warm_up
 from dicomnet.errors import AssociationAborted, ConnectionClosed, DicomNetError, RequestTimeout
 from dicomnet.net import client
 from dicomnet.net.store_client import storage_contexts
@@ -122,7 +123,12 @@ def conversion_pool(processes: int) -> Executor:
     import multiprocessing
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method))
+    pool = ProcessPoolExecutor(
+        processes, mp_context=multiprocessing.get_context(method), initializer=warm_up
+    )
+    for _ in range(processes):
+        pool.submit(int)  # start the workers (and their imports) now, beside negotiation
+    return pool
 
 
 async def store_files(
