@@ -15,13 +15,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from peers import dcmqrscp, free_port
 
 from dicomnet.core.negotiation import build_request, validate_ae_title
 from dicomnet.core.pdu import AssociateAC
 from dicomnet.net.listener import Listener
 from dicomnet.testing import raw
 from dicomnet.testing.peer import RawPeer
+
+from peers import dcmqrscp, free_port
 
 NUL_PADDED = b"DICOMNET".ljust(16, b"\x00")
 MIXED = b"STORESCP\x00 \x00  \x00\x00\x00"
