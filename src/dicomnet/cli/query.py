@@ -100,10 +100,16 @@ def _model(model: str, service: int) -> str:
     return QR_MODELS[model][service]
 
 
-def _connection(options: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Connection options shared by the commands (timeouts, identity, TLS) and
-    the transfer syntaxes to propose."""
+def _connection(
+    options: dict[str, Any], sop_class: str, relational: bool
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Connection options shared by the commands (timeouts, identity, TLS,
+    relational service) and the transfer syntaxes to propose."""
+    from dicomnet.archive.relational import MODEL_LEVELS, relational_request
+
     network = connection_kwargs(options)
+    if relational and sop_class in MODEL_LEVELS:
+        network["extended"] = [relational_request(sop_class)]
     syntaxes = proposed(network.pop("propose"))
     network["ssl"] = client_ssl(options)
     return network, syntaxes
@@ -170,6 +176,12 @@ def _common(function: Any) -> Any:
             default=None,
             help="Query/Retrieve Level [default: the file's, else STUDY].",
         ),
+        click.option(
+            "--relational/--hierarchical",
+            default=True,
+            show_default=True,
+            help="Ask for relational queries or retrieval (SOP Class Extended Negotiation).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -205,6 +217,7 @@ def find(
     keys: tuple[str, ...],
     query_file: str | None,
     level: str | None,
+    relational: bool,
     model: str,
     as_json: bool,
     no_defaults: bool,
@@ -214,8 +227,8 @@ def find(
     **options: Any,
 ) -> None:
     """Query a peer with C-FIND and print the matches as a table (or JSON)."""
-    network, syntaxes = _connection(options)
     sop_class = _model(model, 0)
+    network, syntaxes = _connection(options, sop_class, relational)
     query_level = None if model == "worklist" else _level(level, query_file)
     identifier = _identifier(keys, query_level, not no_defaults, query_file)
     level = str(identifier.get("QueryRetrieveLevel", "WORKLIST"))
@@ -348,6 +361,7 @@ def move(
     keys: tuple[str, ...],
     query_file: str | None,
     level: str | None,
+    relational: bool,
     model: str,
     dest: str,
     store_port: int | None,
@@ -358,8 +372,8 @@ def move(
     **options: Any,
 ) -> None:
     """Ask a peer to send matching instances to --dest with C-MOVE."""
-    network, syntaxes = _connection(options)
     sop_class = _model(model, 1)
+    network, syntaxes = _connection(options, sop_class, relational)
     identifier = _identifier(keys, _level(level, query_file), False, query_file)
     progress = _Progress("C-MOVE", quiet)
     start = time.perf_counter()
@@ -421,6 +435,7 @@ def get(
     keys: tuple[str, ...],
     query_file: str | None,
     level: str | None,
+    relational: bool,
     model: str,
     out: str,
     fsync: str,
@@ -430,12 +445,12 @@ def get(
     **options: Any,
 ) -> None:
     """Retrieve matching instances into --out with C-GET."""
-    network, syntaxes = _connection(options)
     from dicomnet.core.dimse import CommandField
     from dicomnet.net.retrieve import get_contexts
     from dicomnet.services.storage import FolderStorage
 
     sop_class = _model(model, 2)
+    network, syntaxes = _connection(options, sop_class, relational)
     identifier = _identifier(keys, _level(level, query_file), False, query_file)
     storage = FolderStorage(out, fsync=fsync == "always")
     contexts, roles = get_contexts(sop_class, query_transfer_syntaxes=syntaxes)
