@@ -12,14 +12,15 @@ from dicomnet.core import dimse
 from dicomnet.core.codec import encode_pdu
 from dicomnet.core.negotiation import build_request
 from dicomnet.core.pdu import Abort, AssociateRJ
-from dicomnet.net.pdu_log import _dash, _split, summarize_message, summarize_pdu
+from dicomnet.net.pdu_log import PduTracer, _dash, summarize_message, summarize_pdu
 from dicomnet.testing import raw
 
 from peers import dcmtk_server, free_port
 
 
 def pdus(value: object) -> list[tuple[int, bytes]]:
-    return _split([encode_pdu(value)])  # type: ignore[arg-type]
+    encoded = encode_pdu(value)  # type: ignore[arg-type]
+    return [(encoded[0], encoded[6:])]
 
 
 @pytest.mark.parametrize(
@@ -47,12 +48,26 @@ def test_pdu_summaries() -> None:
     ((pdu_type, body),) = pdus(Abort(2, 6))
     assert summarize_pdu(pdu_type, body) == "A-ABORT, 10 bytes: result/source/reason 2 6"
     data = raw.p_data(raw.pdv(1, 0x03, b"x" * 10), raw.pdv(3, 0x00, b"y" * 4))
-    ((pdu_type, body),) = _split([data[:3], data[3:]])  # a PDU across two buffers
-    assert summarize_pdu(pdu_type, body) == (
+    assert summarize_pdu(0x04, data[6:]) == (
         f"P-DATA-TF, {len(data)} bytes: [context 1, command, last, 10 bytes] "
         "[context 3, dataset, 4 bytes]"
     )
     assert summarize_pdu(0x04, b"\x00\x00").startswith("P-DATA-TF, 8 bytes: malformed")
+
+
+def test_the_tracer_frames_pdus_across_any_split(caplog: pytest.LogCaptureFixture) -> None:
+    data = raw.p_data(raw.pdv(1, 0x03, b"x" * 10), raw.pdv(3, 0x00, b"y" * 4))
+    stream = encode_pdu(AssociateRJ(1, 1, 7)) + data + raw.release_rq()
+    tracer = PduTracer("received from", "peer")
+    with caplog.at_level("DEBUG", logger="dicomnet.pdu"):
+        for index in range(len(stream)):  # one byte at a time
+            tracer.feed(stream[index : index + 1])
+    assert [r.getMessage() for r in caplog.records] == [
+        "received from peer: A-ASSOCIATE-RJ, 10 bytes: result/source/reason 1 1 7",
+        f"received from peer: P-DATA-TF, {len(data)} bytes: [context 1, command, last, 10 bytes]"
+        " [context 3, dataset, 4 bytes]",
+        "received from peer: A-RELEASE-RQ, 10 bytes",
+    ]
 
 
 def test_message_summary_lists_the_fields_that_are_set() -> None:

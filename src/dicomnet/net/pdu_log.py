@@ -14,8 +14,9 @@ as it goes by, which is how interop problems are diagnosed. dicomnet logs
 
 Both are DEBUG records, built only when DEBUG is enabled for their logger:
 nothing is decoded or formatted on the hot path otherwise. Outgoing PDUs
-are summarised from the buffers handed to the transport (a PDU may span
-several buffers, and a buffer hold parts of two).
+and incoming PDUs alike are framed from the bytes as they pass
+(:class:`PduTracer`), since a PDU may span several buffers and a buffer hold
+parts of two.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import struct
-from collections.abc import Sequence
 from typing import Any
 
 from dicomnet.core.codec import decode_pdu, parse_pdata
 
 __all__ = [
     "PDU_NAMES",
+    "PduTracer",
     "dimse_log",
     "log_message",
-    "log_received_event",
-    "log_sent",
     "pdu_log",
     "summarize_message",
     "summarize_pdu",
@@ -96,58 +95,86 @@ def _fields(value: Any) -> str:
                     if hasattr(value, name))  # fmt: skip
 
 
-def _split(buffers: Sequence[Any]) -> list[tuple[int, bytes]]:
-    """The whole PDUs in a list of buffers, as (type, body)."""
-    data = b"".join(bytes(buffer) for buffer in buffers)
-    pdus = []
-    offset = 0
-    while offset + 6 <= len(data):
-        pdu_type, length = data[offset], struct.unpack_from(">I", data, offset + 2)[0]
-        pdus.append((pdu_type, data[offset + 6 : offset + 6 + length]))
-        offset += 6 + length
-    return pdus
+class PduTracer:
+    """Summarises the PDUs of one direction of a connection as its bytes go by.
 
+    Fed with every chunk sent or received (only while DEBUG is enabled on
+    ``dicomnet.pdu``), it frames PDUs itself, so neither the codec nor the
+    Upper Layer changes for it. A P-DATA-TF is never held whole: only its
+    PDV headers are read and the fragments skipped, so tracing a 2 GB
+    dataset costs no memory; other PDUs (at most an A-ASSOCIATE-RQ) are
+    decoded whole.
+    """
 
-def log_sent(buffers: Sequence[Any], peer: Any) -> None:
-    """Log every PDU of the buffers about to be written (DEBUG on ``dicomnet.pdu``)."""
-    if not pdu_log.isEnabledFor(logging.DEBUG) or not buffers:
-        return
-    for pdu_type, body in _split(buffers):
-        pdu_log.debug("sent to %s: %s", peer, summarize_pdu(pdu_type, body))
+    def __init__(self, direction: str, peer: Any) -> None:
+        self.direction = direction
+        self.peer = peer
+        self._header = bytearray()
+        self._type = 0
+        self._left = 0
+        self._body = bytearray()
+        self._pdvs: list[str] = []
+        self._pdv_header = bytearray()
+        self._fragment_left = 0
+        self._length = 0
 
+    def feed(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            if self._left == 0 and len(self._header) < 6:
+                take = 6 - len(self._header)
+                self._header += view[:take]
+                view = view[take:]
+                if len(self._header) == 6:
+                    self._type = self._header[0]
+                    self._length = self._left = struct.unpack_from(">I", self._header, 2)[0]
+                    if self._left == 0:
+                        self._emit()
+                continue
+            if self._type == 0x04:
+                view = self._pdata(view)
+            else:
+                take = min(self._left, len(view))
+                if len(self._body) < (1 << 20):
+                    self._body += view[:take]
+                self._left -= take
+                view = view[take:]
+            if self._left == 0:
+                self._emit()
 
-def log_received_event(event: Any, peer: Any) -> None:
-    """Log the PDU behind an Upper Layer event (DEBUG on ``dicomnet.pdu``)."""
-    if not pdu_log.isEnabledFor(logging.DEBUG):
-        return
-    name = type(event).__name__
-    if name == "PDataReceived":
-        summary = summarize_pdu(0x04, event.body)
-    elif name == "AssociateRequested":
-        summary = _decoded("A-ASSOCIATE-RQ", event.rq)
-    elif name == "AssociateAccepted":
-        summary = _decoded("A-ASSOCIATE-AC", event.ac)
-    elif name == "AssociateRejected":
-        summary = f"A-ASSOCIATE-RJ: result/source/reason {_fields(event.rj)}"
-    elif name == "Aborted":
-        origin = "A-ABORT" if event.by_peer else "A-P-ABORT (local, for invalid input)"
-        summary = f"{origin}: source {event.source}, reason {event.reason}"
-    elif name == "ReleaseRequested":
-        summary = "A-RELEASE-RQ" + (" (release collision)" if event.collision else "")
-    elif name == "ReleaseConfirmed":
-        summary = "A-RELEASE-RP"
-    else:
-        summary = "transport connection closed"
-    pdu_log.debug("received from %s: %s", peer, summary)
+    def _pdata(self, view: memoryview) -> memoryview:
+        while view and self._left:
+            if self._fragment_left:
+                take = min(self._fragment_left, len(view), self._left)
+                self._fragment_left -= take
+                self._left -= take
+                view = view[take:]
+                continue
+            take = min(6 - len(self._pdv_header), len(view), self._left)
+            self._pdv_header += view[:take]
+            self._left -= take
+            view = view[take:]
+            if len(self._pdv_header) == 6:
+                length, context_id, control = struct.unpack(">IBB", self._pdv_header)
+                kind = "command" if control & 0x01 else "dataset"
+                last = ", last" if control & 0x02 else ""
+                self._pdvs.append(f"[context {context_id}, {kind}{last}, {length - 2} bytes]")
+                self._fragment_left = max(length - 2, 0)
+                self._pdv_header.clear()
+        return view
 
-
-def _decoded(name: str, value: Any) -> str:
-    contexts = ", ".join(_context(item) for item in value.presentation_contexts)
-    return (
-        f"{name}: called {value.called_ae_title!r}, calling {value.calling_ae_title!r}, "
-        f"max PDU {value.user_information.max_length}, "
-        f"{len(value.presentation_contexts)} contexts ({contexts})"
-    )
+    def _emit(self) -> None:
+        if self._type == 0x04:
+            name = PDU_NAMES[0x04]
+            summary = f"{name}, {self._length + 6} bytes: {' '.join(self._pdvs)}"
+        else:
+            summary = summarize_pdu(self._type, bytes(self._body))
+        pdu_log.debug("%s %s: %s", self.direction, self.peer, summary)
+        self._header.clear()
+        self._body.clear()
+        self._pdvs.clear()
+        self._pdv_header.clear()
+        self._fragment_left = 0
 
 
 def summarize_message(message: Any, context_id: int, dataset_length: int | None) -> str:
