@@ -61,6 +61,7 @@ __all__ = [
     "accepted_by_acceptor",
     "accepted_by_requestor",
     "build_request",
+    "printable_ae_title",
     "validate_ae_title",
 ]
 
@@ -112,6 +113,18 @@ def validate_ae_title(value: str) -> str:
             " outside the default repertoire"
         )
     return value.strip(" ")
+
+
+def printable_ae_title(value: str) -> str:
+    """An AE title as received, fit for a log line: control characters escaped.
+
+    The codecs strip the padding (trailing spaces or NULs, PS3.5 6.2, as DCMTK
+    does) when they decode; a peer may still send other characters the AE
+    VR forbids, which must not reach a log or a terminal raw.
+    """
+    if all(0x20 <= ord(ch) < 0x7F for ch in value):
+        return value
+    return "".join(ch if 0x20 <= ord(ch) < 0x7F else f"\\x{ord(ch):02x}" for ch in value)
 
 
 def _check_uids(values: Iterable[str], what: str) -> tuple[str, ...]:
