@@ -83,6 +83,36 @@ def test_require_called_aet_accepts_a_nul_padded_title(caplog: pytest.LogCapture
     assert all("\x00" not in record.getMessage() for record in caplog.records)
 
 
+def test_titles_are_logged_printable(caplog: pytest.LogCaptureFixture) -> None:
+    """The association log (one line per association) shows titles as text,
+    even one with a control character inside, which PS3.5 forbids."""
+    from dicomnet.services.store_events import AssociationLog
+
+    async def scenario() -> tuple[str, str]:
+        listener = Listener("DICOMNET")
+        listener.observers.append(AssociationLog())
+        await listener.listen("127.0.0.1", 0)
+        try:
+            async with await RawPeer.connect("127.0.0.1", listener.port) as peer:
+                await peer.send(raw.associate_rq(NUL_PADDED, b"BAD\x01PEER\x00\x00\x00"))
+                assert (await peer.read_pdu()).pdu_type == 0x02  # type: ignore[union-attr]
+                (association,) = list(listener.associations)
+                titles = association.calling_ae_title, association.called_ae_title
+                await peer.send(raw.release_rq())
+                assert (await peer.read_pdu()).pdu_type == 0x06  # type: ignore[union-attr]
+                await peer.closed()
+            return titles
+        finally:
+            await listener.close()
+
+    with caplog.at_level(logging.INFO, logger="dicomnet.associations"):
+        calling, called = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert (calling, called) == ("BAD\\x01PEER", "DICOMNET")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dicomnet.associations"]
+    assert lines and "BAD\\x01PEER -> DICOMNET" in lines[-1]
+    assert all(ch.isprintable() for line in lines for ch in line)
+
+
 def test_dcmqrscp_accepts_the_same_bytes(tmp_path: Path) -> None:
     """DCMTK's behaviour, which dicomnet matches: dcmqrscp checks the called
     AE title against its AE table, accepts it NUL-padded and rejects another."""
