@@ -127,3 +127,30 @@ def test_dcmqrscp_accepts_the_same_bytes(tmp_path: Path) -> None:
     with dcmqrscp(tmp_path, free_port()) as port:
         assert asyncio.run(answer(port, b"QRSCP".ljust(16, b"\x00"))) == 0x02
         assert asyncio.run(answer(port, b"NOTQRSCP".ljust(16, b"\x00"))) == 0x03
+
+
+def test_dicomnet_listen_require_called_aet_accepts_a_nul_padded_title(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dicomnet", "listen", "--host", "127.0.0.1", "--port", "0",
+         "--aet", "DICOMNET", "--require-called-aet", "--dir", str(tmp_path / "archive")],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+
+    async def answer(port: int, called: bytes) -> int:
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            await peer.send(raw.associate_rq(called, b"NULPEER".ljust(16, b"\x00")))
+            pdu = await peer.read_pdu(timeout=10)
+            assert pdu is not None
+            return pdu.pdu_type
+
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().strip().rsplit(":", 1)[1])
+        assert asyncio.run(answer(port, NUL_PADDED)) == 0x02
+        assert asyncio.run(answer(port, b"OTHER".ljust(16, b"\x00"))) == 0x03
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
