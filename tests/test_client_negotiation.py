@@ -242,6 +242,26 @@ def test_the_archive_answers_relational_queries_only_when_negotiated(tmp_path: P
             )  # fmt: skip
             return done.stdout + done.stderr
 
+        # DCMTK findscu cannot ask for relational queries: hierarchical rules apply
+        dcmtk = run_dcmtk(
+            "findscu",
+            "-v",
+            "-S",
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            "Modality=CT",
+            "-k",
+            "SeriesInstanceUID",
+            "127.0.0.1",
+            port,
+        )
+        assert "0xa900" in (dcmtk.stdout + dcmtk.stderr).lower(), dcmtk.stdout + dcmtk.stderr
+        dcmtk = run_dcmtk("findscu", "-v", "-S", "-k", "QueryRetrieveLevel=SERIES",
+                          "-k", f"StudyInstanceUID={study}", "-k", "SeriesInstanceUID",
+                          "127.0.0.1", port)  # fmt: skip
+        assert (dcmtk.stdout + dcmtk.stderr).count("Pending") == 2, dcmtk.stdout + dcmtk.stderr
+
         relational = findscu("--relational-query")
         assert relational.count("0xFF00") == 2, relational
         hierarchical = findscu()
