@@ -11,6 +11,11 @@ if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || ! ls /usr/lib/pos
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk postgresql >/dev/null
 fi
+# ip and ss (iproute2), unshare (util-linux): the listener's address tests in network namespaces
+if ! command -v ip >/dev/null || ! command -v ss >/dev/null || ! command -v unshare >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux >/dev/null
+fi
 python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
 
 python -c "import dicomnet.core.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
