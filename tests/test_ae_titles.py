@@ -113,6 +113,7 @@ def test_titles_are_logged_printable(caplog: pytest.LogCaptureFixture) -> None:
     assert all(ch.isprintable() for line in lines for ch in line)
 
 
+@pytest.mark.interop
 def test_dcmqrscp_accepts_the_same_bytes(tmp_path: Path) -> None:
     """DCMTK's behaviour, which dicomnet matches: dcmqrscp checks the called
     AE title against its AE table, accepts it NUL-padded and rejects another."""

@@ -93,6 +93,7 @@ def dicomnet(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.interop
 def test_debug_flag_logs_every_pdu_and_message_against_storescp() -> None:
     port = free_port()
     with dcmtk_server("storescp", [str(port)], port):

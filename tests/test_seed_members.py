@@ -96,6 +96,7 @@ def nodelay(transport: Any) -> bool:
     return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
 
+@pytest.mark.interop
 def test_tcp_nodelay_on_the_client_against_storescp() -> None:
     port = free_port()
 
@@ -107,6 +108,7 @@ def test_tcp_nodelay_on_the_client_against_storescp() -> None:
         assert run(scenario())
 
 
+@pytest.mark.interop
 def test_tcp_nodelay_on_the_listener_against_pynetdicom() -> None:
     from pynetdicom import AE
 
@@ -135,6 +137,7 @@ def test_tcp_nodelay_on_the_listener_against_pynetdicom() -> None:
 
 
 # -- Listener, StartListener; accept and release response ------------------------------------
+@pytest.mark.interop
 def test_listener_start_listener_accept_and_release_response_against_storescp() -> None:
     port = free_port()
 
@@ -160,6 +163,7 @@ def test_listener_start_listener_accept_and_release_response_against_storescp() 
 
 
 # -- OnReceiveAssociationRejectAsync ---------------------------------------------------------
+@pytest.mark.interop
 def test_reject_callback_against_dcmqrscp(tmp_path: Path) -> None:
     made: list[Recording] = []
 
@@ -183,6 +187,7 @@ def test_reject_callback_against_dcmqrscp(tmp_path: Path) -> None:
 
 
 # -- OnReceiveAbortAsync ---------------------------------------------------------------------
+@pytest.mark.interop
 def test_receive_abort_callback_against_pynetdicom() -> None:
     from pynetdicom import AE, evt
 
@@ -231,6 +236,7 @@ def test_connection_closed_callback_when_the_peer_drops_without_abort() -> None:
 
 
 # -- OnCStoreRequestAsync, overridden as a method ---------------------------------------------
+@pytest.mark.interop
 def test_on_c_store_request_overridden_as_a_method_receives_c_get_suboperations(
     tmp_path: Path,
 ) -> None:
