@@ -72,7 +72,8 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
-from dicomnet.net.association import Association, Handler, RequestTimeouts
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
