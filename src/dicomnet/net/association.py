@@ -46,6 +46,7 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net.operations import ServiceUser
+from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 
@@ -56,7 +57,6 @@ __all__ = [
     "OutgoingRequest",
     "Reply",
     "RequestTimeouts",
-    "SinkFactory",
     "as_reply",
 ]
 
@@ -125,10 +125,6 @@ Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 yields ``(status, dataset)`` pairs for services with pending responses."""
 
 
-SinkFactory = Callable[[Any, int, dict[int, Any]], Any]
-"""Chooses a sink for an incoming dataset from its command set (None: memory)."""
-
-
 def as_reply(outcome: Any) -> Reply:
     """What a handler returned or yielded, as a :class:`Reply`.
 
@@ -146,12 +142,12 @@ def as_reply(outcome: Any) -> Reply:
     raise TypeError(f"a handler returned {type(outcome).__name__}; expected a status or a Reply")
 
 
-def _discard_unclaimed(dataset: Any) -> None:
+def _discard_unclaimed(dataset: DatasetSink | bytes | bytearray | memoryview | None) -> None:
     """Delete what a sink holds when no handler took responsibility for it."""
-    if dataset is not None and not getattr(dataset, "committing", False):
-        discard = getattr(dataset, "discard", None)
-        if discard is not None:
-            discard()
+    if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
+        return
+    if not dataset.committing:
+        dataset.discard()
 
 
 class Association(ServiceUser):
@@ -410,7 +406,7 @@ class Association(ServiceUser):
         if task.cancelled() and incoming is not None:
             _discard_unclaimed(incoming.raw_dataset)
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """Where an incoming request's dataset goes; None collects it in memory."""
         if self.sink_factory is None:
             return None

@@ -49,7 +49,8 @@ from dicomnet.errors import (
     LocalProtocolError,
     RequestTimeout,
 )
-from dicomnet.net.association import Association, Handler, SinkFactory
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import SinkFactory
 from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 

@@ -73,6 +73,7 @@ from dicomnet.core.uids import (
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
@@ -316,7 +317,7 @@ class ServerAssociation(Association):
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         factory = self.listener.dataset_sink
         if factory is None:
             return None
@@ -417,7 +418,8 @@ class Listener:
         self.on_association_request: (
             Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None
         ) = None
-        self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
+        self.dataset_sink: SinkFactory | None = None
+        """The sink factory of incoming datasets (:mod:`dicomnet.net.provider`)."""
         self.move_destinations: dict[str, MoveDestination] = {}
         """C-MOVE destinations by AE title; a C-MOVE to any other answers A801."""
         self.association_count = 0

@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 from dicomnet.core import ul
 from dicomnet.core.codec import Assembler, fragment_message
 from dicomnet.errors import ProtocolError
+from dicomnet.net.provider import DatasetSink
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
 
@@ -55,7 +56,7 @@ class ProtocolOwner(Protocol):
     def message_received(self, context_id: int, command: dict[int, Any], dataset: Any) -> None:
         """A complete DIMSE message (dataset: None, a bytearray, or the sink)."""
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """A sink for the dataset that this command announces, or None for memory."""
 
     def protocol_error(self, exc: Exception) -> None:
@@ -117,7 +118,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.peername: Any = None
-        self._open_sink: Any = None
+        self._open_sink: DatasetSink | None = None
         self._last_pdu = self._loop.time()
         self._idle: asyncio.TimerHandle | None = None
         self._write_stalled: asyncio.TimerHandle | None = None
@@ -222,7 +223,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
 
-    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         sink = self.owner.dataset_sink(context_id, command)
         self._open_sink = sink
         return sink
@@ -230,10 +231,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
     def _discard_open_sink(self) -> None:
         """A dataset cut off mid-stream leaves nothing behind (its temp file goes)."""
         sink, self._open_sink = self._open_sink, None
-        discard = getattr(sink, "discard", None)
-        if discard is not None:
+        if sink is not None:
             log.info("dataset from %s cut off before its last fragment: discarded", self.peername)
-            discard()
+            sink.discard()
 
     def _abort_on_error(self, exc: Exception) -> None:
         """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
