@@ -35,7 +35,14 @@ from typing import Any
 from dicomnet.core import dimse, ul
 from dicomnet.core.codec import encode_command
 from dicomnet.core.negotiation import Negotiated
-from dicomnet.core.status import StatusClass, status_class
+from dicomnet.core.status import (
+    CANCEL,
+    CANNOT_UNDERSTAND,
+    NO_SUCH_SOP_INSTANCE,
+    SUCCESS,
+    StatusClass,
+    status_class,
+)
 from dicomnet.errors import (
     AssociationAborted,
     CommandSetError,
@@ -134,7 +141,7 @@ def as_reply(outcome: Any) -> Reply:
     if isinstance(outcome, Reply):
         return outcome
     if outcome is None:
-        return Reply(0x0000)
+        return Reply(SUCCESS)
     if isinstance(outcome, int):
         return Reply(outcome)
     if isinstance(outcome, tuple) and 1 <= len(outcome) <= 3:
@@ -443,11 +450,11 @@ class Association(ServiceUser):
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""
         return (
-            0x0000
+            SUCCESS
             if isinstance(message, dimse.CEchoRQ)
-            else 0x0112
+            else NO_SUCH_SOP_INSTANCE
             if dimse.is_n_service(message)
-            else 0xC000
+            else CANNOT_UNDERSTAND
         )
 
     async def _dispatch(self, handler: Handler, incoming: IncomingRequest) -> None:
@@ -469,13 +476,13 @@ class Association(ServiceUser):
 
     async def _stream_replies(self, incoming: IncomingRequest, replies: Any) -> None:
         """Send pending replies as they come; stop at the final one or on C-CANCEL."""
-        last = Reply(0x0000)
+        last = Reply(SUCCESS)
         try:
             async for item in replies:
                 reply = as_reply(item)
                 if incoming.cancelled and status_class(reply.status) is StatusClass.PENDING:
                     fields = {k: v for k, v in reply.fields.items() if "suboperations" in k}
-                    await self._respond(incoming, Reply(0xFE00, None, fields))
+                    await self._respond(incoming, Reply(CANCEL, None, fields))
                     return
                 await self._respond(incoming, reply)
                 if status_class(reply.status) is not StatusClass.PENDING:
@@ -494,9 +501,9 @@ class Association(ServiceUser):
         # The generator ended after pending replies only: the final one is Success.
         final_fields = {k: v for k, v in last.fields.items() if "suboperations" in k}
         if incoming.cancelled:
-            await self._respond(incoming, Reply(0xFE00, None, final_fields))
+            await self._respond(incoming, Reply(CANCEL, None, final_fields))
         else:
-            await self._respond(incoming, Reply(0x0000, None, final_fields))
+            await self._respond(incoming, Reply(SUCCESS, None, final_fields))
 
     async def _respond(self, incoming: IncomingRequest, reply: Reply) -> None:
         from dicomnet.dataset.encoding import encode_dataset
