@@ -48,7 +48,7 @@ Choices where PS3.8 leaves room
   when it answers bad peer input in Sta2; only the local user's
   :meth:`~Connection.abort` chooses other fields.
 * The A-P-ABORT indication of AA-4 (transport closed while associated) is
-  delivered as :class:`ConnectionClosed`, the same event every Evt17 ends with.
+  delivered as :class:`TransportClosed`, the same event every Evt17 ends with.
 * AR-8's next state depends on the role (Sta9 requestor, Sta10 acceptor); its
   cell in :data:`TRANSITIONS` holds ``None`` for the next state.
 * Once the reader has failed, the association is over or the transport is
@@ -64,7 +64,7 @@ from enum import Enum, IntEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from dicomnet.core.codec import PDUReader, decode_pdu, encode_pdu
+from dicomnet.core.codec import Assembler, PDUReader, decode_pdu, encode_pdu
 from dicomnet.core.pdu import (
     DEFAULT_MAX_ASSOCIATE_LENGTH,
     DEFAULT_MAX_PDU_LENGTH,
@@ -81,16 +81,61 @@ from dicomnet.errors import LocalProtocolError, ProtocolError, UnexpectedPDU
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+    from dicomnet.core._pdu_py import Assembler as _Assembler
     from dicomnet.core._pdu_py import PDUReader as _Reader
 
 __all__ = [
-    "AA_1", "AA_2", "AA_3", "AA_4", "AA_5", "AA_6", "AA_7", "AA_8", "ABORTABLE_STATES", "AE_1",
-    "AE_2", "AE_3", "AE_4", "AE_5", "AE_6", "AE_7", "AE_8", "AR_1", "AR_2", "AR_3", "AR_4",
-    "AR_5", "AR_6", "AR_7", "AR_8", "AR_9", "AR_10", "DT_1", "DT_2", "ESTABLISHED_STATES",
-    "NEXT_STATE", "RELEASE_RESPONSE_STATES", "TRANSITIONS", "Aborted", "Action",
-    "AssociateAccepted", "AssociateRejected", "AssociateRequested", "Connection",
-    "ConnectionClosed", "Event", "Evt", "PDataReceived", "ReleaseConfirmed", "ReleaseRequested",
-    "Role", "State",
+    "AA_1",
+    "AA_2",
+    "AA_3",
+    "AA_4",
+    "AA_5",
+    "AA_6",
+    "AA_7",
+    "AA_8",
+    "ABORTABLE_STATES",
+    "AE_1",
+    "AE_2",
+    "AE_3",
+    "AE_4",
+    "AE_5",
+    "AE_6",
+    "AE_7",
+    "AE_8",
+    "AR_1",
+    "AR_2",
+    "AR_3",
+    "AR_4",
+    "AR_5",
+    "AR_6",
+    "AR_7",
+    "AR_8",
+    "AR_9",
+    "AR_10",
+    "DEFAULT_MAX_COMMAND_LENGTH",
+    "DT_1",
+    "DT_2",
+    "ESTABLISHED_STATES",
+    "NEXT_STATE",
+    "RELEASE_RESPONSE_STATES",
+    "TRANSITIONS",
+    "Aborted",
+    "Action",
+    "AssociateAccepted",
+    "AssociateRejected",
+    "AssociateRequested",
+    "Connection",
+    "ConnectionLimits",
+    "DatasetSinkFactory",
+    "Event",
+    "Evt",
+    "MessageReceived",
+    "PDataReceived",
+    "ReleaseConfirmed",
+    "ReleaseRequested",
+    "Role",
+    "State",
+    "TransportClosed",
 ]
 
 
@@ -270,8 +315,27 @@ class Aborted:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The transport connection is closed (Evt17); no event follows this one."""
+class MessageReceived:
+    """One complete DIMSE message (PS3.7 6.3.1, PS3.8 Annex E), from a
+    connection made with ``messages=True`` in place of :class:`PDataReceived`.
+
+    ``command`` is the decoded command set; ``dataset`` is None (no dataset),
+    a ``bytearray`` (collected in memory) or the sink the connection's
+    ``dataset_sink`` returned for it, which has received every fragment.
+    """
+
+    context_id: int
+    command: dict[int, Any]
+    dataset: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TransportClosed:
+    """The transport connection is closed (Evt17); no event follows this one.
+
+    Named apart from the exception :class:`dicomnet.errors.ConnectionClosed`,
+    which a DIMSE caller sees when its association ended.
+    """
 
 
 Event: TypeAlias = (
@@ -279,10 +343,11 @@ Event: TypeAlias = (
     | AssociateAccepted
     | AssociateRejected
     | PDataReceived
+    | MessageReceived
     | ReleaseRequested
     | ReleaseConfirmed
     | Aborted
-    | ConnectionClosed
+    | TransportClosed
 )
 """Every user-facing event :meth:`Connection.next_event` returns."""
 
@@ -452,7 +517,7 @@ def AA_4(conn: Connection, payload: None) -> None:
     """Issue the A-P-ABORT indication (PS3.8 AA-4); next Sta1.
 
     The transport closed under an association (Evt17); the indication is the
-    :class:`ConnectionClosed` that ends every Evt17.
+    :class:`TransportClosed` that ends every Evt17.
     """
     conn._close()
 
@@ -644,6 +709,44 @@ _SCRATCH_SIZE: Final = 16 << 10
 
 # -- the connection -----------------------------------------------------------------------
 
+DEFAULT_MAX_COMMAND_LENGTH: Final = 65536
+"""Largest command set accepted by default: real ones are a few hundred bytes."""
+
+DatasetSinkFactory: TypeAlias = Callable[[int, dict[int, Any]], Any]
+"""``factory(context_id, command)``: a sink (an object with ``write(fragment)``)
+for the dataset the command set announces, or None to collect it in memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one :class:`Connection` accepts from its peer, fixed for its life.
+
+    Every limit is checked where the bytes arrive (the reader, the
+    assembler), so a peer that breaks one is aborted (Evt19, AA-8) before
+    the data reaches memory or disk.
+
+    Attributes
+    ----------
+    max_pdu_length : int
+        Our Maximum Length Received (PS3.8 D.1): the largest P-DATA-TF body
+        accepted; 0 means unlimited up to the codec's cap.
+    max_associate_length : int
+        Largest A-ASSOCIATE-RQ/AC body accepted.
+    max_command_length : int
+        Largest command set (PS3.7 6.3.1) accepted, in bytes.
+    max_dataset_length : int
+        Largest dataset written to a sink, in bytes (0 = no limit).
+    max_buffered_dataset_length : int
+        Largest dataset collected in memory, in bytes (0 = no limit).
+    """
+
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
+    max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH
+    max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH
+    max_dataset_length: int = 0
+    max_buffered_dataset_length: int = 0
+
+
 
 class Connection:
     """One association's DICOM UL state machine, without I/O (PS3.8 9.2).
@@ -652,11 +755,19 @@ class Connection:
     ----------
     role : Role
         ``Role.REQUESTOR`` (the SCU side that connects) or ``Role.ACCEPTOR``.
-    max_pdu_length : int
-        Our Maximum Length Received: the largest P-DATA-TF body the reader
-        accepts (PS3.8 D.1); 0 means unlimited up to the codec's cap.
-    max_associate_length : int
-        Largest A-ASSOCIATE-RQ/AC body the reader accepts.
+    limits : ConnectionLimits, optional
+        What the peer may send; the defaults of :class:`ConnectionLimits`.
+    messages : bool
+        Assemble P-DATA into DIMSE messages: each P-DATA indication's PDVs go
+        to the connection's :class:`~dicomnet.core.codec.Assembler`, and every
+        complete message is a :class:`MessageReceived` event. A PDV stream
+        that breaks PS3.8 Annex E or PS3.7 is an invalid PDU (Evt19, AA-8).
+        Without it (the default), each P-DATA-TF body is a
+        :class:`PDataReceived` event, as PS3.8 describes the P-DATA
+        indication.
+    dataset_sink : callable, optional
+        With ``messages``: the :data:`DatasetSinkFactory` asked for a sink
+        when a command set announcing a dataset completes.
 
     Attributes
     ----------
@@ -676,9 +787,13 @@ class Connection:
     protocol_error : ProtocolError or None
         The peer's last protocol violation (an unexpected PDU is an
         :class:`~dicomnet.errors.UnexpectedPDU`), kept for logs.
+    pdus_received : int
+        Complete PDUs taken from the peer so far: a transport's proof of
+        activity while a long dataset arrives without a complete message.
     """
 
     __slots__ = (
+        "_assembler",
         "_deaf",
         "_events",
         "_evt9",
@@ -692,6 +807,8 @@ class Connection:
         "_send",
         "artim_running",
         "artim_starts",
+        "limits",
+        "pdus_received",
         "protocol_error",
         "role",
         "should_close",
@@ -701,17 +818,28 @@ class Connection:
     def __init__(
         self,
         role: Role,
+        limits: ConnectionLimits | None = None,
         *,
-        max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
-        max_associate_length: int = DEFAULT_MAX_ASSOCIATE_LENGTH,
+        messages: bool = False,
+        dataset_sink: DatasetSinkFactory | None = None,
     ) -> None:
+        limits = limits or ConnectionLimits()
         self.role = role
+        self.limits = limits
+        self.pdus_received = 0
         self.state = State.STA1
         self.artim_running = False
         self.artim_starts = 0
         self.should_close = False
         self.protocol_error: ProtocolError | None = None
-        self._reader: _Reader = PDUReader(max_pdu_length, max_associate_length)
+        self._reader: _Reader = PDUReader(limits.max_pdu_length, limits.max_associate_length)
+        self._assembler: _Assembler | None = None
+        if messages:
+            assembler = Assembler(limits.max_command_length)
+            assembler.max_dataset_length = limits.max_dataset_length
+            assembler.max_buffered_dataset_length = limits.max_buffered_dataset_length
+            assembler.on_command = dataset_sink
+            self._assembler = assembler
         self._rows = _ROWS[role]
         self._evt9 = self._rows[Evt.EVT9]
         self._evt10 = self._rows[Evt.EVT10]
@@ -733,9 +861,14 @@ class Connection:
         """Largest P-DATA-TF body accepted from the peer (our Maximum Length Received)."""
         return self._reader.max_pdu_length
 
-    @max_pdu_length.setter
-    def max_pdu_length(self, value: int) -> None:
-        self._reader.max_pdu_length = value
+    def use_contexts(self, context_ids: Iterable[int]) -> None:
+        """The presentation contexts the peer's P-DATA may name from now on: the
+        negotiated ones (PS3.8 9.3.5); a PDV on any other is an invalid PDU.
+
+        Only with ``messages``; before it is called every context is allowed.
+        """
+        if self._assembler is not None:
+            self._assembler.context_ids = frozenset(context_ids)
 
     # -- transport inputs ------------------------------------------------------------------
 
@@ -788,7 +921,7 @@ class Connection:
 
         Call it once all received bytes went through :meth:`next_event`:
         complete PDUs still unread are dropped. :meth:`next_event` then
-        returns :class:`ConnectionClosed` once (after any event still queued)
+        returns :class:`TransportClosed` once (after any event still queued)
         and ``None`` for ever. In Sta1 (the UL had closed already) there is no
         transition, only the event. Later calls do nothing.
         """
@@ -800,7 +933,7 @@ class Connection:
         self._lost = True
         self._deaf = True
         self._reading = False
-        self._events.append(ConnectionClosed())
+        self._events.append(TransportClosed())
 
     def artim_expired(self) -> None:
         """The ARTIM timer fired (Evt18): AA-2 in Sta2 and Sta13.
@@ -942,7 +1075,7 @@ class Connection:
         Events queued by other inputs come first, then received PDUs, one per
         call; a PDU whose action issues nothing (AA-6, AA-7, AA-1 in Sta2) is
         consumed silently. Never raises on peer input. After
-        :meth:`connection_lost`, returns :class:`ConnectionClosed` once, then
+        :meth:`connection_lost`, returns :class:`TransportClosed` once, then
         ``None``.
         """
         while True:
@@ -960,10 +1093,13 @@ class Connection:
                 if item is None:
                     return None
                 pdu_type, body = item
+                self.pdus_received += 1
                 if pdu_type == 0x04:
                     action, next_state = self._evt10[self.state]
                     event = action(self, body)
                     self.state = next_state
+                    if event is not None and self._assembler is not None:
+                        event = self._assemble(body)
                 else:
                     event = self._association_pdu(pdu_type, body)
             if event is not None:
@@ -980,6 +1116,22 @@ class Connection:
         return data
 
     # -- machinery ------------------------------------------------------------------------
+
+    def _assemble(self, body: memoryview) -> Event | None:
+        """Feed a P-DATA indication's PDVs to the assembler: the first complete
+        message as the event, the others queued; Evt19 if the PDVs are invalid."""
+        assert self._assembler is not None
+        try:
+            messages = self._assembler.feed(body)
+        except ProtocolError as exc:
+            return self._peer(Evt.EVT19, exc)
+        except Exception as exc:  # a sink that broke its promise never to raise
+            return self._peer(Evt.EVT19, ProtocolError(f"dataset sink failed: {exc}"))
+        if not messages:
+            return None
+        events = [MessageReceived(*message) for message in messages]
+        self._events.extend(events[1:])
+        return events[0]
 
     def _association_pdu(self, pdu_type: int, body: memoryview) -> Event | None:
         """Decode an association PDU and fire its event, or Evt19 if it is malformed."""

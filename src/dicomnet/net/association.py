@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dicomnet.core import dimse, ul
+from dicomnet.core import dimse
 from dicomnet.core.codec import encode_command
 from dicomnet.core.negotiation import Negotiated
 from dicomnet.core.status import (
@@ -413,6 +413,10 @@ class Association(ServiceUser):
         if task.cancelled() and incoming is not None:
             _discard_unclaimed(incoming.raw_dataset)
 
+    def busy(self) -> bool:
+        """Whether a request of this association is being served (not idle)."""
+        return bool(self._handler_tasks)
+
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """Where an incoming request's dataset goes; None collects it in memory."""
         if self.sink_factory is None:
@@ -521,10 +525,8 @@ class Association(ServiceUser):
         """The peer broke the protocol; the transport aborts the association (and logs it)."""
 
     def _abort_for(self, exc: ProtocolError) -> None:
-        protocol = self.protocol
-        if protocol is not None and protocol.connection.state in ul.ESTABLISHED_STATES:
-            protocol.connection.invalid_pdu(exc)
-            protocol.flush()
+        if self.protocol is not None:
+            self.protocol.abort_invalid(exc)
 
     def end(self, error: BaseException) -> None:
         """The association is over: fail every request still queued or outstanding."""
