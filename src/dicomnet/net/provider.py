@@ -41,12 +41,9 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from dicomnet.core.status import STORED_STATUSES
-
-if TYPE_CHECKING:  # annotations only: the association imports this module
-    from dicomnet.net.association import IncomingRequest
 
 __all__ = [
     "DatasetSink",
@@ -178,5 +175,11 @@ class StoreProvider(Protocol):
     ) -> DatasetSink | None:
         """A :data:`SinkFactory`: where this command's dataset goes (None: memory)."""
 
-    def handle(self, request: IncomingRequest) -> Awaitable[int]:
-        """Answer a C-STORE whose dataset is in; the status (PS3.4 B.2.3)."""
+    def handle(self, request: Any) -> Awaitable[int]:
+        """Answer a C-STORE whose dataset is in; the status (PS3.4 B.2.3).
+
+        ``request`` is a :class:`dicomnet.net.association.IncomingRequest`
+        (typed ``Any`` here only because the association, which imports this
+        module, defines it); its ``raw_dataset`` is the sink :meth:`sink`
+        returned, or the bytes collected in memory when it returned None.
+        """
