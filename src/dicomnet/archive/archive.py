@@ -47,6 +47,7 @@ from dicomnet.core.uids import (
 from dicomnet.net.association import IncomingRequest, Reply
 from dicomnet.net.provider import DatasetSink, StoreObserver
 from dicomnet.services.storage import FolderStorage, StoredInstance
+from dicomnet.services.store_events import source_ae_title
 
 __all__ = ["INDEX_NAME", "Archive"]
 
@@ -156,7 +157,7 @@ class Archive:
             outcome.transfer_syntax,
             outcome.sha256,
             {keyword: outcome.attributes.get(keyword, "") for keyword in ATTRIBUTES},
-            getattr(request.association, "calling_ae_title", ""),
+            source_ae_title(request.association),
         )
         try:
             previous = await self.index.add(entry, replace=replace)

@@ -55,7 +55,7 @@ from dicomnet.dataset.attributes import read_file_attributes
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.provider import DatasetSink, StoreObserver
-from dicomnet.services.store_events import dataset_started, report_store
+from dicomnet.services.store_events import dataset_started, report_store, source_ae_title
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -473,7 +473,7 @@ class FolderStorage:
             class_uid,
             instance_uid,
             context.transfer_syntax,
-            source_ae_title=getattr(association, "calling_ae_title", ""),
+            source_ae_title=source_ae_title(association),
         )
         temp_name = f"{instance_uid}.{self._pid}.{next(self._temp_names)}.part"
         return StoreSink(

@@ -35,9 +35,17 @@ __all__ = [
     "StoreObserver",
     "dataset_started",
     "report_store",
+    "source_ae_title",
 ]
 
 association_log = logging.getLogger("dicomnet.associations")
+
+
+def source_ae_title(association: object) -> str:
+    """Who sent a stored instance (PS3.10 7.1 Source AE Title): the calling AE
+    title of an association a listener accepted; "" on one this side opened
+    (a C-GET), whose peer's title the association does not hold."""
+    return association.calling_ae_title if isinstance(association, ServerAssociation) else ""
 
 
 def dataset_started(request: IncomingRequest) -> float:
@@ -78,12 +86,13 @@ def report_store(
     if not observers:
         return
     message = request.message
+    accepted = association if isinstance(association, ServerAssociation) else None
     event = StoreEvent(
         time=time.time(),
-        association=int(getattr(association, "number", 0)),
-        peer=str(getattr(association, "peer", "")),
-        calling_ae_title=str(getattr(association, "calling_ae_title", "")),
-        called_ae_title=str(getattr(association, "called_ae_title", "")),
+        association=accepted.number if accepted else 0,
+        peer=accepted.peer if accepted else "",
+        calling_ae_title=accepted.calling_ae_title if accepted else "",
+        called_ae_title=accepted.called_ae_title if accepted else "",
         sop_class_uid=str(message.affected_sop_class_uid or ""),
         sop_instance_uid=str(message.affected_sop_instance_uid or ""),
         transfer_syntax=_transfer_syntax(request),
