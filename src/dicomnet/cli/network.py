@@ -208,7 +208,7 @@ def connection_kwargs(options: dict[str, Any], default_dimse: float = 60.0) -> d
     dimse = _first(options.pop("dimse_timeout", None), every, default_dimse)
     return {
         "timeouts": RequestTimeouts(dimse, dimse, dimse, None),
-        "association_timeouts": AssociationTimeouts(connect=connect + acse, release=acse),
+        "association_timeouts": AssociationTimeouts(connect=connect, release=acse, acse=acse),
         "user_identity": user_identity(options),
         "propose": parse_propose(options.pop("propose", None)),
     }

@@ -26,6 +26,7 @@ add association set-up and release on top.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,6 +54,7 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net.operations import ServiceUser
+from dicomnet.net.pdu_log import log_message
 from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
@@ -249,10 +251,9 @@ class Association(ServiceUser):
             timeouts = request.timeouts or self.timeouts
             try:
                 await self._send_with_timeout(
+                    request,
                     request.context_id or self._context_for(request),
-                    request.message,
-                    request.dataset,
-                    timeouts.send,
+                    timeouts,
                 )
             except RequestTimeout as exc:
                 self._finish(request, exc)
@@ -274,16 +275,54 @@ class Association(ServiceUser):
         raise LocalProtocolError(f"no accepted presentation context for {abstract}")
 
     async def _send_with_timeout(
-        self, context_id: int, message: Any, dataset: Any, timeout: float | None
+        self, request: OutgoingRequest, context_id: int, timeouts: RequestTimeouts
     ) -> None:
+        """Send a request under its send timers: ``send``, a stall timer (no byte
+        taken by the socket for that long), and ``send_total``, a limit on the
+        whole message. Either fires ``on_request_timed_out`` and leaves the
+        association able to carry only control PDUs."""
+        stall, total = timeouts.send, timeouts.send_total
+        limits = [seconds for seconds in (stall, total) if seconds is not None]
+        if not limits:
+            await self.send_message(context_id, request.message, request.dataset)
+            return
+        sending = asyncio.ensure_future(
+            self.send_message(context_id, request.message, request.dataset)
+        )
+        loop = asyncio.get_running_loop()
+        interval = min(max(min(limits) / 4, 0.01), 0.25)
+        started = progressed = loop.time()
+        accepted = self._bytes_accepted()
+        fired: tuple[str, float] | None = None
         try:
-            if timeout is None:
-                await self.send_message(context_id, message, dataset)
-            else:
-                await asyncio.wait_for(self.send_message(context_id, message, dataset), timeout)
-        except asyncio.TimeoutError:
-            self.can_still_process_pdata_tf = False
-            raise RequestTimeout("send", timeout or 0.0, "P-DATA-TF send did not finish") from None
+            while fired is None:
+                done, _ = await asyncio.wait({sending}, timeout=interval)
+                if done:
+                    sending.result()
+                    return
+                now = loop.time()
+                current = self._bytes_accepted()
+                if current != accepted:
+                    accepted, progressed = current, now
+                if stall is not None and now - progressed >= stall:
+                    fired = ("send", stall)
+                elif total is not None and now - started >= total:
+                    fired = ("send_total", total)
+        finally:
+            if not sending.done():
+                sending.cancel()  # releases the send lock; the PDUs written stay whole
+                with contextlib.suppress(asyncio.CancelledError, DicomNetError):
+                    await sending
+            elif not sending.cancelled():
+                sending.exception()  # retrieved: its outcome was raised, or is moot
+        timer, seconds = fired
+        self.can_still_process_pdata_tf = False
+        self.on_request_timed_out(request, seconds)
+        raise RequestTimeout(timer, seconds, "P-DATA-TF send made no progress")
+
+    def _bytes_accepted(self) -> int:
+        protocol = self.protocol
+        return protocol.bytes_accepted if protocol is not None else 0
 
     async def send_message(self, context_id: int, message: Any, dataset: Any = None) -> None:
         """Send one DIMSE message whole, under the send lock."""
@@ -294,6 +333,7 @@ class Association(ServiceUser):
             raise LocalProtocolError("a P-DATA-TF send timed out; only release or abort remain")
         command = encode_command(dimse.to_command(message))
         async with self._send_lock:
+            log_message("sent to", context_id, message, dataset, protocol.peername)
             await protocol.send_message(
                 context_id, command, dataset, self.negotiated.peer_max_pdu_length
             )
@@ -361,6 +401,8 @@ class Association(ServiceUser):
             self.protocol_error(exc)
             self._abort_for(exc)
             return
+        if self.protocol is not None:
+            log_message("received from", context_id, message, dataset, self.protocol.peername)
         if dimse.is_response(message):
             self._response_received(message, dataset)
         else:

@@ -5,12 +5,16 @@ Theory of operation
 :meth:`Listener.listen` binds with the semantics of LEADTOOLS
 ``DicomNet.Listen(hostAddress, hostPort, maxNumberOfPeers, ipType)``:
 
-* ``""`` binds this machine's own address (the host name resolved), ``"*"``
-  every interface, anything else that address;
+* ``""`` binds this machine's primary address (the default route's source,
+  found without sending anything; else an interface's; else loopback, see
+  :mod:`dicomnet.net.addresses`), ``"*"`` every interface, anything else that
+  address, which must be of a family ``ip_type`` allows
+  (:class:`~dicomnet.net.addresses.BindError` otherwise);
 * port 0 takes the first free port, readable afterwards as :attr:`Listener.port`;
 * ``max_number_of_peers`` is the ``listen()`` backlog;
 * ``ip_type`` is :attr:`IPType.IPV4` (the default), :attr:`IPType.IPV6`, or
-  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket.
+  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket
+  (IPv4 alone on a host without IPv6).
 
 Every accepted connection gets a :class:`ServerAssociation` on the same event
 loop (no thread per association). When its A-ASSOCIATE-RQ arrives the
@@ -45,6 +49,7 @@ from ssl import SSLContext
 from typing import Any
 
 from dicomnet.core import ul
+from dicomnet.core.agreement import printable_ae_title
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.negotiation import (
     MAX_PRESENTATION_CONTEXTS,
@@ -72,6 +77,7 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
+from dicomnet.net.addresses import bind_plan
 from dicomnet.net.association import Association, Handler
 from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.requests import RequestTimeouts
@@ -203,11 +209,13 @@ class ServerAssociation(Association):
 
     @property
     def calling_ae_title(self) -> str:
-        return self.request.calling_ae_title if self.request else ""
+        """The requestor's AE title, unpadded, control characters escaped for logs."""
+        return printable_ae_title(self.request.calling_ae_title) if self.request else ""
 
     @property
     def called_ae_title(self) -> str:
-        return self.request.called_ae_title if self.request else ""
+        """The AE title the requestor called, as :attr:`calling_ae_title`."""
+        return printable_ae_title(self.request.called_ae_title) if self.request else ""
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
@@ -316,42 +324,6 @@ class ServerAssociation(Association):
         if factory is None:
             return None
         return factory(self, context_id, command)
-
-
-def _resolve_bind(
-    host_address: str, ip_type: IPType
-) -> list[tuple[socket.AddressFamily, str, bool]]:
-    """The sockets to bind: ``(family, address, dual_stack)`` per LEADTOOLS rules."""
-    families = []
-    if ip_type & IPType.IPV4:
-        families.append(socket.AF_INET)
-    if ip_type & IPType.IPV6:
-        families.append(socket.AF_INET6)
-    if host_address == "*":
-        if ip_type == IPType.IPV4_OR_IPV6:
-            return [(socket.AF_INET6, "::", True)]
-        return [(families[0], "0.0.0.0" if families[0] == socket.AF_INET else "::", False)]
-    if host_address in ("", None):
-        binds = []
-        for family in families:
-            binds.append((family, _own_address(family), False))
-        return binds
-    family = socket.AF_INET6 if ":" in host_address else socket.AF_INET
-    dual = family == socket.AF_INET6 and ip_type == IPType.IPV4_OR_IPV6
-    return [(family, host_address, dual)]
-
-
-def _own_address(family: socket.AddressFamily) -> str:
-    """This machine's address of a family: its host name resolved, else loopback."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
-    except OSError:
-        infos = []
-    for info in infos:
-        address = str(info[4][0])
-        if not address.startswith("fe80"):
-            return address
-    return "127.0.0.1" if family == socket.AF_INET else "::1"
 
 
 class Listener:
@@ -581,8 +553,17 @@ class Listener:
 
     @property
     def port(self) -> int:
-        """The bound port (the real one when listening on port 0)."""
-        return int(self.sockets[0].getsockname()[1])
+        """The bound port (the real one when listening on port 0).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`listen` (or after :meth:`close`): there is no port yet.
+        """
+        sockets = self.sockets
+        if not sockets:
+            raise RuntimeError("the listener is not listening: call listen() first")
+        return int(sockets[0].getsockname()[1])
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -611,7 +592,7 @@ class Listener:
         """
         loop = asyncio.get_running_loop()
         port = host_port
-        for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
+        for family, address, dual in bind_plan(host_address, IPType(ip_type)):
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
