@@ -339,7 +339,7 @@ def test_ae_titles_are_stripped_and_opaque(codec: ModuleType) -> None:
     body = bytearray(rq_body(b""))
     # called AE: spaces, a NUL inside, bytes above 7FH, then padding of spaces and
     # NULs, which is stripped as DCMTK strips it (tests/test_ae_titles.py)
-    body[4:20] = b"  AB\x00CD  \xe9\xff \x00  "
+    body[4:20] = b"  AB\x00CD  \xe9\xff \x00   "
     body[20:36] = b" " * 16
     decoded = codec.decode_pdu(0x01, bytes(body))
     assert decoded.called_ae_title == "AB\x00CD  \xe9\xff"
