@@ -26,7 +26,6 @@ add association set-up and release on top.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -159,6 +158,46 @@ def _discard_unclaimed(dataset: DatasetSink | bytes | bytearray | memoryview | N
         dataset.discard()
 
 
+class _SendWatch:
+    """Cancels a send when no byte has been taken for ``stall`` seconds, or the
+    whole message has taken ``total`` (see :meth:`Association._send_with_timeout`)."""
+
+    def __init__(
+        self, association: Association, task: asyncio.Task[Any], stall: float | None,
+        total: float | None,
+    ) -> None:  # fmt: skip
+        self.association = association
+        self.task = task
+        self.stall, self.total = stall, total
+        self.fired: tuple[str, float] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.started = self.progressed = self.loop.time()
+        self.accepted = association._bytes_accepted()
+        limits = [seconds for seconds in (stall, total) if seconds is not None]
+        self.interval = min(max(min(limits) / 4, 0.01), 0.25)
+        self.handle: asyncio.TimerHandle | None = self.loop.call_later(self.interval, self.check)
+
+    def check(self) -> None:
+        now = self.loop.time()
+        accepted = self.association._bytes_accepted()
+        if accepted != self.accepted:
+            self.accepted, self.progressed = accepted, now
+        if self.stall is not None and now - self.progressed >= self.stall:
+            self.fired = ("send", self.stall)
+        elif self.total is not None and now - self.started >= self.total:
+            self.fired = ("send_total", self.total)
+        if self.fired is not None:
+            self.handle = None
+            self.task.cancel()  # releases the send lock; the PDUs written stay whole
+        else:
+            self.handle = self.loop.call_later(self.interval, self.check)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 class Association(ServiceUser):
     """DIMSE over one established association (either end).
 
@@ -280,42 +319,32 @@ class Association(ServiceUser):
         """Send a request under its send timers: ``send``, a stall timer (no byte
         taken by the socket for that long), and ``send_total``, a limit on the
         whole message. Either fires ``on_request_timed_out`` and leaves the
-        association able to carry only control PDUs."""
+        association able to carry only control PDUs.
+
+        A watchdog on the loop's clock looks at the socket's progress now and
+        then and cancels the send when a timer is due; a message that goes out
+        at once costs one timer handle, no task.
+        """
         stall, total = timeouts.send, timeouts.send_total
-        limits = [seconds for seconds in (stall, total) if seconds is not None]
-        if not limits:
+        if stall is None and total is None:
             await self.send_message(context_id, request.message, request.dataset)
             return
-        sending = asyncio.ensure_future(
-            self.send_message(context_id, request.message, request.dataset)
-        )
-        loop = asyncio.get_running_loop()
-        interval = min(max(min(limits) / 4, 0.01), 0.25)
-        started = progressed = loop.time()
-        accepted = self._bytes_accepted()
-        fired: tuple[str, float] | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _SendWatch(self, task, stall, total)
         try:
-            while fired is None:
-                done, _ = await asyncio.wait({sending}, timeout=interval)
-                if done:
-                    sending.result()
-                    return
-                now = loop.time()
-                current = self._bytes_accepted()
-                if current != accepted:
-                    accepted, progressed = current, now
-                if stall is not None and now - progressed >= stall:
-                    fired = ("send", stall)
-                elif total is not None and now - started >= total:
-                    fired = ("send_total", total)
+            await self.send_message(context_id, request.message, request.dataset)
+        except asyncio.CancelledError:
+            if watch.fired is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None and uncancel() > 0:
+                raise  # cancelled from outside as well: that wins
         finally:
-            if not sending.done():
-                sending.cancel()  # releases the send lock; the PDUs written stay whole
-                with contextlib.suppress(asyncio.CancelledError, DicomNetError):
-                    await sending
-            elif not sending.cancelled():
-                sending.exception()  # retrieved: its outcome was raised, or is moot
-        timer, seconds = fired
+            watch.stop()
+        if watch.fired is None:
+            return
+        timer, seconds = watch.fired
         self.can_still_process_pdata_tf = False
         self.on_request_timed_out(request, seconds)
         raise RequestTimeout(timer, seconds, "P-DATA-TF send made no progress")
