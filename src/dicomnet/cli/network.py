@@ -37,8 +37,8 @@ from dicomnet.core.uids import (
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     is_valid_uid,
 )
-from dicomnet.net.association import RequestTimeouts
 from dicomnet.net.client import AssociationTimeouts
+from dicomnet.net.requests import RequestTimeouts
 
 __all__ = [
     "TRANSFER_SYNTAX_NAMES",

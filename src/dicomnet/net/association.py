@@ -62,9 +62,7 @@ __all__ = [
     "Association",
     "Handler",
     "IncomingRequest",
-    "OutgoingRequest",
     "Reply",
-    "RequestTimeouts",
     "as_reply",
 ]
 
