@@ -19,9 +19,9 @@ import pytest
 
 from dicomnet.errors import AssociationAborted, RequestTimeout
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
 from dicomnet.net.client import ClientConnection
 from dicomnet.net.listener import Listener
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.services.discard import DiscardStorage
 from throttle import ThrottlingProxy
 
