@@ -315,3 +315,24 @@ def test_blocking_listener_with_plain_handlers_serves_pynetdicom(tmp_path: Path)
     assert stored == [str(dataset.SOPInstanceUID)]
     assert [f.StudyInstanceUID for f in found if f is not None] == ["1.2.3.1", "1.2.3.2"]
     assert loop_threads() == 1
+
+
+def test_serve_forever_blocks_until_closed_from_another_thread() -> None:
+    scp = dicomnet.sync.Listener("FOREVER", host="127.0.0.1")
+    served = threading.Thread(target=scp.serve_forever, name="serving")
+    served.start()
+    port = None
+    for _ in range(100):
+        try:
+            port = scp.port
+            break
+        except RuntimeError:  # not listening yet
+            time.sleep(0.05)
+    assert port is not None
+    with dicomnet.sync.connect("127.0.0.1", port, called_ae_title="FOREVER") as assoc:
+        assert assoc.echo().status == 0x0000
+    assert served.is_alive()  # still serving after the association
+    scp.close()
+    served.join(10)
+    assert not served.is_alive()
+    assert loop_threads() == 1
