@@ -224,3 +224,30 @@ def test_non_dicom_files_and_dicomdir_are_skipped_with_a_warning(tmp_path: Path)
     assert lines["README.txt"]["outcome"] == "skipped"
     assert lines["DICOMDIR"]["outcome"] == "skipped"
     assert lines["0.dcm"]["outcome"] == "success" and lines["1.dcm"]["status"] == 0
+
+
+def test_propose_names_and_store_contexts() -> None:
+    from types import SimpleNamespace
+
+    from dicomnet.cli.network import parse_propose
+    from dicomnet.cli.store_support import contexts_for
+
+    assert parse_propose("implicit, explicit,big,deflated") == (
+        IMPLICIT, EXPLICIT, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+    )  # fmt: skip
+    assert parse_propose("1.2.840.10008.1.2.4.80,implicit,implicit") == (
+        "1.2.840.10008.1.2.4.80", IMPLICIT,
+    )  # fmt: skip
+    jpeg_ls = "1.2.840.10008.1.2.4.80"
+    jobs = [
+        SimpleNamespace(sop_class_uid=CT, transfer_syntax=EXPLICIT),
+        SimpleNamespace(sop_class_uid=CT, transfer_syntax=jpeg_ls),
+        SimpleNamespace(sop_class_uid="1.2.3", transfer_syntax=EXPLICIT),
+    ]
+    # the proposed syntaxes per class; a compressed file's own only when not convertible
+    assert contexts_for(jobs, (IMPLICIT,)) == [
+        (CT, [IMPLICIT]), (CT, [jpeg_ls]), ("1.2.3", [IMPLICIT]),
+    ]  # fmt: skip
+    assert contexts_for(jobs, (jpeg_ls, IMPLICIT)) == [
+        (CT, [jpeg_ls, IMPLICIT]), ("1.2.3", [jpeg_ls, IMPLICIT]),
+    ]  # fmt: skip
