@@ -75,6 +75,20 @@ class ListenerMetrics:
             registry=r,
         )
 
+        self.peers_refused = Counter(
+            "dicomnet_peers_refused",
+            "Connections refused before any association (an untrusted PROXY header).",
+            registry=r,
+        )
+        self.audit_messages_sent = Counter(
+            "dicomnet_audit_messages_sent", "Audit messages handed to the collector.", registry=r
+        )
+        self.audit_messages_lost = Counter(
+            "dicomnet_audit_messages_lost",
+            "Audit messages dropped: the collector away or too slow (queue full).",
+            registry=r,
+        )
+
     def attach(self, listener: Any, storage: Any) -> None:
         """Observe ``listener``'s associations and ``storage``'s C-STOREs."""
         listener.observers.append(self)
@@ -91,6 +105,16 @@ class ListenerMetrics:
 
     def association_ended(self, association: Any, error: BaseException | None) -> None:
         self.associations_open.dec()
+
+    def peer_refused(self, address: str, reason: str) -> None:
+        self.peers_refused.inc()
+
+    # -- audit sender --------------------------------------------------------------------
+    def audit_sent(self) -> None:
+        self.audit_messages_sent.inc()
+
+    def audit_lost(self, count: int) -> None:
+        self.audit_messages_lost.inc(count)
 
     # -- store observer ------------------------------------------------------------------
     def __call__(self, event: StoreEvent) -> None:

@@ -52,6 +52,8 @@ class StoreEvent:
     """Seconds from the dataset's first byte to the answer."""
     status: int
     path: str
+    study_instance_uid: str = ""
+    patient_id: str = ""
 
     @property
     def stored(self) -> bool:
@@ -106,6 +108,8 @@ def report_store(
         duration=max(time.monotonic() - started, 0.0),
         status=status,
         path=str(record.path) if record is not None else "",
+        study_instance_uid=record.attributes.get("StudyInstanceUID", "") if record else "",
+        patient_id=record.attributes.get("PatientID", "") if record else "",
     )
     for observer in observers:
         try:
