@@ -74,8 +74,18 @@ V2_LOCAL = v2(0, 0x00, b"")
             ProxyHeader(2, "PROXY", "UNKNOWN", None, None, 28),
         ),
     ],
-    ids=["v1-tcp4", "v1-tcp6", "v1-unknown", "v1-unknown-addresses", "v2-tcp4", "v2-tcp6",
-         "v2-local", "v2-local-addresses", "v2-unix", "v2-udp"],  # fmt: skip
+    ids=[
+        "v1-tcp4",
+        "v1-tcp6",
+        "v1-unknown",
+        "v1-unknown-addresses",
+        "v2-tcp4",
+        "v2-tcp6",
+        "v2-local",
+        "v2-local-addresses",
+        "v2-unix",
+        "v2-udp",
+    ],
 )
 def test_valid_headers(wire: bytes, expected: ProxyHeader) -> None:
     assert parse_proxy_header(wire + ASSOCIATE_RQ_START) == expected

@@ -207,8 +207,9 @@ def _parse_v2(data: bytes, max_length: int) -> ProxyHeader | None:
             int.from_bytes(body[2 * size + 2 : 2 * size + 4], "big"),
         )
         return ProxyHeader(2, "PROXY", family, source, destination, length, tlvs)
-    return ProxyHeader(2, "PROXY", family if transport == 0x1 else "UNKNOWN", None, None, length,
-                       tlvs)  # fmt: skip
+    return ProxyHeader(
+        2, "PROXY", family if transport == 0x1 else "UNKNOWN", None, None, length, tlvs
+    )
 
 
 def _v2_address(packed: bytes) -> str:

@@ -74,6 +74,7 @@ from dicomnet.core.uids import (
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.association import Association, Handler, RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
+from dicomnet.net.proxy import ProxyGate, ProxyPolicy
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = ["IPType", "Listener", "ListenerLimits", "ServerAssociation"]
@@ -432,6 +433,9 @@ class Listener:
         local-limit-exceeded. With :attr:`release`, a cap shared by processes."""
         self.release: Callable[[ServerAssociation], None] | None = None
         """Called when an association :attr:`admit` let in ends."""
+        self.proxy_policy: ProxyPolicy | None = None
+        """With a policy, connections may open with a PROXY protocol header from a
+        trusted proxy, whose client then is the peer (:mod:`dicomnet.net.proxy`)."""
         self._servers: list[asyncio.Server] = []
         self._closing = False
         self._per_ae: collections.Counter[str] = collections.Counter()
@@ -612,6 +616,8 @@ class Listener:
         ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
         same port and the kernel spreads connections among them.
         """
+        if ssl is not None and self.proxy_policy is not None:
+            raise ValueError("the PROXY protocol header precedes TLS: not supported together")
         loop = asyncio.get_running_loop()
         port = host_port
         for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
@@ -637,7 +643,7 @@ class Listener:
             )
             self._servers.append(server)
 
-    def _protocol_factory(self) -> DicomProtocol:
+    def _protocol_factory(self) -> asyncio.BufferedProtocol:
         association = ServerAssociation(self)
         connection = ul.Connection(ul.Role.ACCEPTOR, max_pdu_length=self.limits.max_pdu_length)
         protocol = DicomProtocol(
@@ -652,6 +658,13 @@ class Listener:
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
+        if self.proxy_policy is not None:
+            return ProxyGate(
+                protocol,
+                self.proxy_policy,
+                timeout=self.limits.artim_timeout,
+                on_refused=lambda address, reason: self.notify("peer_refused", address, reason),
+            )
         return protocol
 
     def _forget(self, association: ServerAssociation) -> None:

@@ -33,15 +33,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "EV",
     "Code",
     "Participant",
     "ParticipantObject",
     "audit_message",
+    "node_object",
     "patient_object",
     "query_object",
     "study_object",
-    "node_object",
-    "EV",
 ]
 
 
@@ -217,7 +217,9 @@ def audit_message(
             if obj.description:
                 description.text = obj.description
             for uid, count in obj.sop_classes:
-                ET.SubElement(description, "SOPClass", {"UID": uid, "NumberOfInstances": str(count)})
+                ET.SubElement(
+                    description, "SOPClass", {"UID": uid, "NumberOfInstances": str(count)}
+                )
     return ET.tostring(root, encoding="unicode")
 
 

@@ -188,13 +188,13 @@ class AuditTrail:
     def protocol_error(self, address: str, calling_ae_title: str, reason: str) -> None:
         """An association aborted for hostile or malformed input."""
         self.security_alert(
-            address, f"aborted for bad input: {reason}", EV.USE_OF_RESTRICTED_FUNCTION,
+            address,
+            f"aborted for bad input: {reason}",
+            EV.USE_OF_RESTRICTED_FUNCTION,
             user_id=calling_ae_title,
-        )  # fmt: skip
+        )
 
-    def security_alert(
-        self, address: str, reason: str, kind: Code, *, user_id: str = ""
-    ) -> None:
+    def security_alert(self, address: str, reason: str, kind: Code, *, user_id: str = "") -> None:
         """110113 Security Alert about the peer at ``address`` (A.5.3.11)."""
         self._emit(
             EV.SECURITY_ALERT,
@@ -239,10 +239,11 @@ class AuditTrail:
             action="C",
             outcome=MINOR_FAILURE if stored.failed else SUCCESS,
             participants=[
-                Participant(stored.calling or "-", True, EV.SOURCE,
-                            network_access_point=stored.peer_host),
+                Participant(
+                    stored.calling or "-", True, EV.SOURCE, network_access_point=stored.peer_host
+                ),
                 self._us(EV.DESTINATION),
-            ],  # fmt: skip
+            ],
             objects=objects,
             outcome_description=(
                 f"association {number}: {total} instances stored, {stored.failed} refused"
@@ -312,9 +313,11 @@ class AuditTrail:
         if destination_aet:
             known = getattr(listener, "move_destinations", {}).get(destination_aet)
             destination = Participant(
-                destination_aet, False, EV.DESTINATION,
+                destination_aet,
+                False,
+                EV.DESTINATION,
                 network_access_point=str(getattr(known, "host", "")),
-            )  # fmt: skip
+            )
             participants = [self._us(EV.SOURCE), destination, requestor]
         else:  # C-GET: the requestor receives
             participants = [self._us(EV.SOURCE), self._peer(association, EV.DESTINATION)]
