@@ -231,6 +231,10 @@ class ServerAssociation(Association):
         elif isinstance(event, ul.ConnectionClosed):
             self._ended_by(ConnectionClosed("connection closed"))
 
+    def input_refused(self, error: BaseException) -> None:
+        """The transport aborts for the peer's bad input: observers hear ``input_refused``."""
+        self.listener.notify("input_refused", self, error)
+
     def _association_requested(self, rq: AssociateRQ) -> None:
         listener = self.listener
         protocol = self.protocol

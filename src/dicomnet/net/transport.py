@@ -221,6 +221,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if error is not None and error is not self._reported:
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
+            refused = getattr(self.owner, "input_refused", None)
+            if refused is not None:
+                refused(error)
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         sink = self.owner.dataset_sink(context_id, command)

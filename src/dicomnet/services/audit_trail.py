@@ -185,13 +185,13 @@ class AuditTrail:
         """A TLS handshake that did not complete (PS3.15 B.1: node authentication)."""
         self.security_alert(address, f"TLS handshake failed: {reason}", EV.NODE_AUTHENTICATION)
 
-    def protocol_error(self, address: str, calling_ae_title: str, reason: str) -> None:
-        """An association aborted for hostile or malformed input."""
+    def input_refused(self, association: Any, error: BaseException) -> None:
+        """A connection or association aborted for hostile or malformed input."""
         self.security_alert(
-            address,
-            f"aborted for bad input: {reason}",
+            association.peer_host,
+            f"aborted for bad input: {error}",
             EV.USE_OF_RESTRICTED_FUNCTION,
-            user_id=calling_ae_title,
+            user_id=association.calling_ae_title,
         )
 
     def security_alert(self, address: str, reason: str, kind: Code, *, user_id: str = "") -> None:
