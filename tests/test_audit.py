@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,7 +64,9 @@ class Message:
 
     @property
     def event_types(self) -> list[str]:
-        return [c.get("csd-code", "") for c in self.xml.findall("EventIdentification/EventTypeCode")]
+        return [
+            c.get("csd-code", "") for c in self.xml.findall("EventIdentification/EventTypeCode")
+        ]
 
     @property
     def event(self) -> dict[str, str]:
@@ -205,7 +206,9 @@ def test_values_are_escaped() -> None:
     )
     root = ET.fromstring(xml)
     assert root.find("ActiveParticipant").get("UserID") == '<A&"B>'  # type: ignore[union-attr]
-    assert root.findtext("EventIdentification/EventOutcomeDescription") == "</EventIdentification><x>"
+    assert (
+        root.findtext("EventIdentification/EventOutcomeDescription") == "</EventIdentification><x>"
+    )
 
 
 def test_syslog_framing() -> None:
@@ -285,9 +288,7 @@ def test_lost_collector_is_counted_and_never_waited_for(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         port = free_port()
-        sender = SyslogSender(
-            "127.0.0.1", port, transport="tls", queue_size=4, on_lost=lost.append
-        )
+        sender = SyslogSender("127.0.0.1", port, transport="tls", queue_size=4, on_lost=lost.append)
         sender.start()
         accepted = [sender.submit(b"<85>1 - - - - - - x") for _ in range(50)]
         assert accepted.count(True) == 4 and accepted.count(False) == 46

@@ -73,8 +73,8 @@ from dicomnet.core.uids import (
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.association import Association, Handler, RequestTimeouts
-from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.proxy import ProxyGate, ProxyPolicy
+from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = ["IPType", "Listener", "ListenerLimits", "ServerAssociation"]
