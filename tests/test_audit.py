@@ -430,9 +430,14 @@ def test_every_event_of_the_archive_is_audited(tmp_path: Path) -> None:
             await until(lambda: any(m.event_types == ["110132"] for m in receiver.messages))
             await asyncio.sleep(0.2)
             sent = registry.get_sample_value("dicomnet_audit_messages_sent_total")
+            alerts = {
+                kind: registry.get_sample_value("dicomnet_security_alerts_total", {"kind": kind})
+                for kind in ("peer_refused", "input_refused")
+            }
         await destination.close(timeout=0)
         await until(lambda: receiver.messages[-1].event_types == ["110121"])
         assert sent is not None and sent >= 12
+        assert alerts == {"peer_refused": 1.0, "input_refused": 1.0}
         return receiver.messages
 
     messages = run(scenario())
@@ -526,3 +531,97 @@ def test_every_event_of_the_archive_is_audited(tmp_path: Path) -> None:
     (hostile,) = by_kind[("110113", "110132")]
     assert hostile.participants()[1]["UserID"] == "INTRUDER"
     assert "bad input" in hostile.outcome_description
+
+
+def test_tls_failure_is_a_security_alert_sent_over_tls(tmp_path: Path) -> None:
+    """A TLS archive auditing to a TLS collector (RFC 5425, mutual authentication)."""
+    certificates = make_certificates(tmp_path / "pki")
+    received: list[Message] = []
+    client_certificates: list[Any] = []
+
+    async def collector(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client_certificates.append(writer.get_extra_info("peercert"))
+        try:
+            while True:
+                received.append(parse(await read_octet_counted(reader)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def scenario() -> None:
+        context = server_context(
+            certificates.server_cert,
+            certificates.server_key,
+            ca=certificates.ca,
+            require_client_certificate=True,
+        )
+        server = await asyncio.start_server(collector, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        async with audited_archive(
+            tmp_path,
+            f"127.0.0.1:{port}",
+            audit_transport="tls",
+            audit_tls_ca=str(certificates.ca),
+            tls_cert=str(certificates.server_cert),
+            tls_key=str(certificates.server_key),
+            tls_ca=str(certificates.ca),
+        ) as (listener, registry):
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            writer.write(raw.associate_rq("ARCHIVE", "PLAINTEXT"))  # DICOM without TLS
+            try:
+                assert await asyncio.wait_for(reader.read(), 10) == b""
+            except ConnectionResetError:
+                pass
+            writer.close()
+            async with client.connect(
+                "127.0.0.1",
+                listener.port,
+                called_ae_title="ARCHIVE",
+                calling_ae_title="SECURE",
+                ssl=client_context(
+                    ca=certificates.ca,
+                    certificate=certificates.client_cert,
+                    key=certificates.client_key,
+                ),
+            ) as association:
+                assert (await association.echo()).status == 0
+            await until(lambda: any(m.event_id == "110113" for m in received))
+        await until(lambda: bool(received) and received[-1].event_types == ["110121"])
+        server.close()
+
+    run(scenario())
+    assert client_certificates and all(c is not None for c in client_certificates)
+    kinds = [(m.event_id, *m.event_types) for m in received]
+    assert kinds[0] == ("110100", "110120") and kinds[-1] == ("110100", "110121")
+    (alert,) = [m for m in received if m.event_id == "110113"]
+    assert alert.event_types == ["110126"]  # Node Authentication
+    assert alert.event["EventOutcomeIndicator"] == "8"
+    assert alert.outcome_description.startswith("TLS handshake failed")
+    assert alert.participants()[1]["NetworkAccessPointID"] == "127.0.0.1"
+    logins = [m for m in received if m.event_id == "110114"]
+    assert [m.participants()[0]["UserID"] for m in logins] == ["SECURE"]
+
+
+def test_lost_collector_is_counted_in_the_metrics_and_the_archive_goes_on(tmp_path: Path) -> None:
+    """No collector on the UDP port: each refusal (ICMP) is a message lost, counted."""
+    _study, paths = make_study(tmp_path / "a", 20)
+
+    async def scenario() -> tuple[float | None, float | None]:
+        async with audited_archive(tmp_path, f"127.0.0.1:{free_port()}") as (listener, registry):
+            for _ in range(3):
+                async with client.connect(
+                    "127.0.0.1", listener.port, called_ae_title="ARCHIVE",
+                    contexts=[(CT, [EXPLICIT])], max_operations_invoked=8,
+                ) as association:  # fmt: skip
+                    statuses = await asyncio.gather(*(association.store(p) for p in paths))
+                    assert {int(s.status) for s in statuses} <= {0x0000, 0xB000}
+            await until(
+                lambda: (registry.get_sample_value("dicomnet_audit_messages_lost_total") or 0) > 0
+            )
+            return (
+                registry.get_sample_value("dicomnet_audit_messages_lost_total"),
+                registry.get_sample_value("dicomnet_instances_stored_total"),
+            )
+
+    lost, stored = run(scenario())
+    assert lost is not None and lost >= 1
+    assert stored == 60

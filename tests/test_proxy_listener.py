@@ -21,6 +21,9 @@ from dicomnet.errors import AssociationRejected
 from dicomnet.net import client
 from dicomnet.net.listener import Listener, ListenerLimits
 from dicomnet.net.proxy import ProxyPolicy
+from dicomnet.net.tls import client_context, server_context
+
+from tls_certificates import Certificates, make_certificates
 
 
 def v2_header(source: tuple[str, int]) -> bytes:
@@ -258,13 +261,80 @@ def test_trusted_proxy_networks() -> None:
         ProxyPolicy.from_strings(["10.0.0.0/33"])
 
 
-def test_proxy_protocol_with_tls_is_refused_at_listen() -> None:
-    import ssl
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("pki"))
+
+
+def test_header_then_tls_from_trusted_proxy(certs: Certificates) -> None:
+    """HAProxy passing TLS through: the header first, then the handshake, end to end."""
+
+    async def scenario() -> None:
+        listener = Listener("PACS", limits=ListenerLimits(artim_timeout=5.0))
+        listener.proxy_policy = ProxyPolicy.from_strings(["127.0.0.1"])
+        recorder = Recorder()
+        listener.observers.append(recorder)
+        await listener.listen(
+            "127.0.0.1", 0, ssl=server_context(certs.server_cert, certs.server_key)
+        )
+        try:
+            async with relay(listener.port, v2_header(("192.0.2.9", 4242))) as port:
+                async with client.connect(
+                    "127.0.0.1", port, called_ae_title="PACS", ssl=client_context(ca=certs.ca)
+                ) as association:
+                    assert (await association.echo()).status == 0
+                    secure = association.network_stream
+                    assert secure is not None and secure.get_extra_info("ssl_object") is not None
+            assert recorder.accepted == ["192.0.2.9:4242"]
+            # Over TLS a trusted proxy must send the header; an untrusted peer
+            # goes straight to the handshake, so its header fails it.
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            writer.write(raw_associate_start())
+            assert await closed_unanswered(reader)
+            writer.close()
+            await until(lambda: bool(recorder.refused) and not listener.associations)
+            assert "no PROXY protocol header" in recorder.refused[0][1]
+        finally:
+            await listener.close(timeout=0)
+
+    run(scenario())
+
+
+def test_failed_tls_handshake_is_reported_and_forgotten(certs: Certificates) -> None:
+    """A peer speaking plain DICOM to a TLS port: observers hear ``tls_failed``."""
+    failures: list[tuple[str, str]] = []
+
+    class TlsRecorder:
+        def tls_failed(self, address: str, reason: str) -> None:
+            failures.append((address, reason))
 
     async def scenario() -> None:
         listener = Listener("PACS")
-        listener.proxy_policy = ProxyPolicy.from_strings(["127.0.0.1"])
-        with pytest.raises(ValueError, match="TLS"):
-            await listener.listen("127.0.0.1", 0, ssl=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+        listener.observers.append(TlsRecorder())
+        await listener.listen(
+            "127.0.0.1", 0, ssl=server_context(certs.server_cert, certs.server_key)
+        )
+        try:
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+                writer.write(raw_associate_start())
+                assert await closed_unanswered(reader)
+                writer.close()
+            await until(lambda: len(failures) == 3 and not listener.associations)
+            assert listener.client_count == 0
+            async with client.connect(
+                "127.0.0.1", listener.port, called_ae_title="PACS", ssl=client_context(ca=certs.ca)
+            ) as association:
+                assert (await association.echo()).status == 0
+        finally:
+            await listener.close(timeout=0)
 
     run(scenario())
+    assert {address for address, _ in failures} == {"127.0.0.1"}
+    assert all(reason for _, reason in failures)
+
+
+def raw_associate_start() -> bytes:
+    from dicomnet.testing import raw
+
+    return raw.associate_rq("PACS", "PLAIN")

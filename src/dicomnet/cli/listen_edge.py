@@ -108,10 +108,6 @@ class Edge:
         if config.proxy_protocol:
             from dicomnet.net.proxy import ProxyPolicy
 
-            if config.tls_cert:
-                raise ValueError(
-                    "--proxy-protocol with TLS: terminate TLS on the proxy, or serve TLS directly"
-                )
             listener.proxy_policy = ProxyPolicy.from_strings(config.trusted_proxies)
         if not config.audit_syslog:
             return

@@ -75,9 +75,11 @@ class ListenerMetrics:
             registry=r,
         )
 
-        self.peers_refused = Counter(
-            "dicomnet_peers_refused",
-            "Connections refused before any association (an untrusted PROXY header).",
+        self.security_alerts = Counter(
+            "dicomnet_security_alerts",
+            "Connections refused: PROXY header refused (peer_refused), TLS handshake "
+            "failed (tls_failed), aborted for bad input (input_refused).",
+            ["kind"],
             registry=r,
         )
         self.audit_messages_sent = Counter(
@@ -107,7 +109,13 @@ class ListenerMetrics:
         self.associations_open.dec()
 
     def peer_refused(self, address: str, reason: str) -> None:
-        self.peers_refused.inc()
+        self.security_alerts.labels("peer_refused").inc()
+
+    def tls_failed(self, address: str, reason: str) -> None:
+        self.security_alerts.labels("tls_failed").inc()
+
+    def input_refused(self, association: Any, error: BaseException) -> None:
+        self.security_alerts.labels("input_refused").inc()
 
     # -- audit sender --------------------------------------------------------------------
     def audit_sent(self) -> None:

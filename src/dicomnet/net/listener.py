@@ -73,7 +73,7 @@ from dicomnet.core.uids import (
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.association import Association, Handler, RequestTimeouts
-from dicomnet.net.proxy import ProxyGate, ProxyPolicy
+from dicomnet.net.proxy import AcceptGate, ProxyPolicy
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
@@ -441,6 +441,7 @@ class Listener:
         """With a policy, connections may open with a PROXY protocol header from a
         trusted proxy, whose client then is the peer (:mod:`dicomnet.net.proxy`)."""
         self._servers: list[asyncio.Server] = []
+        self._ssl: SSLContext | None = None
         self._closing = False
         self._per_ae: collections.Counter[str] = collections.Counter()
         self._per_address: collections.Counter[str] = collections.Counter()
@@ -620,8 +621,7 @@ class Listener:
         ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
         same port and the kernel spreads connections among them.
         """
-        if ssl is not None and self.proxy_policy is not None:
-            raise ValueError("the PROXY protocol header precedes TLS: not supported together")
+        self._ssl = ssl  # the handshake runs in an AcceptGate, which reports its failures
         loop = asyncio.get_running_loop()
         port = host_port
         for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
@@ -642,8 +642,6 @@ class Listener:
                 self._protocol_factory,
                 sock=sock,
                 backlog=max_number_of_peers,
-                ssl=ssl,
-                ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl else None,
             )
             self._servers.append(server)
 
@@ -662,12 +660,15 @@ class Listener:
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
-        if self.proxy_policy is not None:
-            return ProxyGate(
+        if self.proxy_policy is not None or self._ssl is not None:
+            return AcceptGate(
                 protocol,
                 self.proxy_policy,
+                ssl=self._ssl,
                 timeout=self.limits.artim_timeout,
+                tls_handshake_timeout=self.limits.tls_handshake_timeout,
                 on_refused=lambda address, reason: self.notify("peer_refused", address, reason),
+                on_tls_failed=lambda address, reason: self.notify("tls_failed", address, reason),
             )
         return protocol
 

@@ -37,6 +37,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 
 from dicomnet.core.proxy_protocol import (
@@ -46,7 +47,7 @@ from dicomnet.core.proxy_protocol import (
     looks_like_header,
 )
 
-__all__ = ["ProxyGate", "ProxyPolicy"]
+__all__ = ["AcceptGate", "ProxyPolicy"]
 
 log = logging.getLogger("dicomnet.net.proxy")
 
@@ -87,33 +88,49 @@ class ProxyPolicy:
         return any(address in network for network in self.trusted)
 
 
-class ProxyGate(asyncio.BufferedProtocol):
-    """The protocol of an accepted connection until its PROXY header is read.
+class AcceptGate(asyncio.BufferedProtocol):
+    """The protocol of an accepted connection until it is the DICOM protocol's.
+
+    It reads a PROXY header (with a :class:`ProxyPolicy`), then runs the TLS
+    handshake (with an ``ssl`` context), then hands the connection over.
 
     Parameters
     ----------
     inner : asyncio.BufferedProtocol
         The DICOM protocol that gets the connection (it has ``peername``).
-    policy : ProxyPolicy
-        Trusted proxies.
+    policy : ProxyPolicy, optional
+        Trusted proxies; None reads no header.
+    ssl : ssl.SSLContext, optional
+        Serve TLS after the header (the handshake is this gate's, so that a
+        failed one is seen and reported).
     timeout : float
         Seconds the peer has to send its first bytes or its whole header.
+    tls_handshake_timeout : float
+        Seconds the TLS handshake may take.
     on_refused : callable, optional
         ``on_refused(address, reason)`` for a connection refused here.
+    on_tls_failed : callable, optional
+        ``on_tls_failed(address, reason)`` for a TLS handshake that failed.
     """
 
     def __init__(
         self,
         inner: Any,
-        policy: ProxyPolicy,
+        policy: ProxyPolicy | None = None,
         *,
+        ssl: SSLContext | None = None,
         timeout: float = 30.0,
+        tls_handshake_timeout: float = 10.0,
         on_refused: Callable[[str, str], None] | None = None,
+        on_tls_failed: Callable[[str, str], None] | None = None,
     ) -> None:
         self.inner = inner
         self.policy = policy
+        self.ssl = ssl
         self.timeout = timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
         self.on_refused = on_refused
+        self.on_tls_failed = on_tls_failed
         self.transport: asyncio.Transport | None = None
         self.peername: Any = None
         self.trusted = False
@@ -123,11 +140,18 @@ class ProxyGate(asyncio.BufferedProtocol):
         self._first = True
         self._handed_over = False
         self._timer: asyncio.TimerHandle | None = None
+        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peername = transport.get_extra_info("peername")
-        self.trusted = bool(self.peername) and self.policy.trusts(str(self.peername[0]))
+        policy = self.policy
+        self.trusted = bool(self.peername and policy and policy.trusts(str(self.peername[0])))
+        if self.ssl is not None and not self.trusted:
+            # No byte can be looked at before a TLS handshake: an untrusted
+            # peer's PROXY header fails the handshake, and is reported so.
+            self._hand_over(None, b"")
+            return
         self._timer = asyncio.get_running_loop().call_later(self.timeout, self._timed_out)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -138,7 +162,12 @@ class ProxyGate(asyncio.BufferedProtocol):
         data = bytes(self._buffer[:nbytes])
         first, self._first = self._first, False
         if first and not looks_like_header(data):
-            self._hand_over(None, data)  # a direct DICOM (or TLS) peer
+            if self.ssl is not None:
+                # Over TLS a trusted proxy must send its header: the byte read
+                # here would be missing from the handshake.
+                self._refuse("no PROXY protocol header from a trusted proxy")
+            else:
+                self._hand_over(None, data)  # a direct DICOM peer
             return
         if not self.trusted:
             self._refuse("PROXY protocol header from an untrusted address")
@@ -158,27 +187,65 @@ class ProxyGate(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         if not self._handed_over:
-            # The DICOM protocol still owns the association's bookkeeping: it
-            # sees a connection that closed before sending anything.
             self._handed_over = True
-            assert self.transport is not None
-            self.inner.connection_made(self.transport)
-            self.inner.connection_lost(exc)
+            self._closed_before_dicom(exc)
+
+    def _closed_before_dicom(self, exc: BaseException | None) -> None:
+        """The DICOM protocol owns the association's bookkeeping: it sees a
+        connection that closed before sending anything."""
+        assert self.transport is not None
+        self.inner.connection_made(self.transport)
+        self.inner.connection_lost(exc)
 
     def _hand_over(self, source: tuple[str, int] | None, leftover: bytes) -> None:
         self._cancel_timer()
         self._handed_over = True
         transport = self.transport
         assert transport is not None
+        if source is not None:
+            log.debug("connection from %s relayed by %s", _shown(source), _shown(self.peername))
+            self.inner.peername = source  # before anything of the DICOM protocol runs
+        if self.ssl is not None:
+            transport.pause_reading()  # the handshake's first byte is not the gate's
+            self._handshake = asyncio.get_running_loop().create_task(
+                self._start_tls(transport, source)
+            )
+            return
         transport.set_protocol(self.inner)
         self.inner.connection_made(transport)
-        if source is not None:
-            self.inner.peername = source
-            log.debug("connection from %s relayed by %s", _shown(source), _shown(self.peername))
-        if leftover:
-            buffer = self.inner.get_buffer(len(leftover))
-            buffer[: len(leftover)] = leftover
-            self.inner.buffer_updated(len(leftover))
+        _feed(self.inner, leftover)
+
+    async def _start_tls(self, transport: asyncio.Transport, source: Any) -> None:
+        assert self.ssl is not None
+        early = _EarlyData()
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport,
+                early,
+                self.ssl,
+                server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout,
+            )
+        except Exception as exc:  # SSLError, a reset, the handshake timeout
+            reason = str(exc) or type(exc).__name__
+            peer = _shown(source or self.peername)
+            log.warning("TLS handshake with %s failed: %s", peer, reason)
+            if self.on_tls_failed is not None:
+                try:
+                    self.on_tls_failed(str((source or self.peername or ("",))[0]), reason)
+                except Exception:
+                    log.exception("TLS failure observer failed")
+            transport.abort()
+            self._closed_before_dicom(exc)
+            return
+        if secure is None:  # the connection closed during the handshake
+            self._closed_before_dicom(None)
+            return
+        secure.set_protocol(self.inner)
+        self.inner.connection_made(secure)
+        _feed(self.inner, early.data)
+        if early.lost is not None:
+            self.inner.connection_lost(early.lost[0])
 
     def _refuse(self, reason: str) -> None:
         address = str(self.peername[0]) if self.peername else ""
@@ -206,6 +273,36 @@ class ProxyGate(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class _EarlyData(asyncio.Protocol):
+    """The application protocol during a TLS handshake: the DICOM protocol can
+    only start once the secure transport exists, and a peer's first PDU may
+    arrive with the handshake's last bytes, before that."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost: tuple[Exception | None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+
+def _feed(protocol: Any, data: bytes | bytearray) -> None:
+    """Give bytes read on a protocol's behalf to a buffered protocol."""
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        protocol.buffer_updated(count)
+        view = view[count:]
 
 
 def _shown(peername: Any) -> str:

@@ -128,7 +128,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.peername = transport.get_extra_info("peername")
+        if self.peername is None:  # else set by an accept gate: the client behind a proxy
+            self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.connection.connection_made()
