@@ -564,7 +564,7 @@ def test_tls_failure_is_a_security_alert_sent_over_tls(tmp_path: Path) -> None:
             tls_cert=str(certificates.server_cert),
             tls_key=str(certificates.server_key),
             tls_ca=str(certificates.ca),
-        ) as (listener, registry):
+        ) as (listener, _registry):
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
             writer.write(raw.associate_rq("ARCHIVE", "PLAINTEXT"))  # DICOM without TLS
             try:
