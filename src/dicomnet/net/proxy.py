@@ -191,10 +191,8 @@ class AcceptGate(asyncio.BufferedProtocol):
             self._closed_before_dicom(exc)
 
     def _closed_before_dicom(self, exc: BaseException | None) -> None:
-        """The DICOM protocol owns the association's bookkeeping: it sees a
-        connection that closed before sending anything."""
-        assert self.transport is not None
-        self.inner.connection_made(self.transport)
+        """The DICOM protocol owns the association's bookkeeping: it hears of a
+        connection that was lost before it was ever its own (Evt17 in Sta1)."""
         self.inner.connection_lost(exc)
 
     def _hand_over(self, source: tuple[str, int] | None, leftover: bytes) -> None:
