@@ -28,6 +28,13 @@ Then the gate gives the transport to the :class:`DicomProtocol`
 (``transport.set_protocol``), which sees an ordinary connection: the gate
 costs nothing after the first bytes. A connection that sends nothing, or
 no complete header, within the ARTIM timeout is closed.
+
+On a TLS listener the gate also runs the handshake (``loop.start_tls``)
+after the header, so a failed handshake is seen: it is logged, reported to
+the observers (``tls_failed``) and the association it would have carried is
+forgotten at once. No byte can be looked at before a handshake, so over TLS
+an untrusted peer goes straight to it and a trusted proxy must send its
+header.
 """
 
 from __future__ import annotations
