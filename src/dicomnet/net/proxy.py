@@ -29,9 +29,10 @@ Then the gate gives the transport to the :class:`DicomProtocol`
 costs nothing after the first bytes. A connection that sends nothing, or
 no complete header, within the ARTIM timeout is closed.
 
-On a TLS listener the gate also runs the handshake (``loop.start_tls``)
-after the header, so a failed handshake is seen: it is logged, reported to
-the observers (``tls_failed``) and the association it would have carried is
+On a TLS listener the gate also puts TLS in place after the header, if
+any (asyncio's ``SSLProtocol``, as ``create_server(ssl=...)`` does at
+accept), so a failed handshake is seen: it is logged, reported to the
+observers (``tls_failed``) and the association it would have carried is
 forgotten at once. No byte can be looked at before a handshake, so over TLS
 an untrusted peer goes straight to it and a trusted proxy must send its
 header.
@@ -42,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
+from asyncio import sslproto
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ssl import SSLContext
@@ -147,7 +150,6 @@ class AcceptGate(asyncio.BufferedProtocol):
         self._first = True
         self._handed_over = False
         self._timer: asyncio.TimerHandle | None = None
-        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -166,6 +168,11 @@ class AcceptGate(asyncio.BufferedProtocol):
         return memoryview(self._buffer)[: max(wanted, 1)]
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._handed_over:  # bytes of a TLS handshake read before it could start
+            log.warning("closing the connection from %s: read before TLS", _shown(self.peername))
+            if self.transport is not None:
+                self.transport.abort()
+            return
         data = bytes(self._buffer[:nbytes])
         first, self._first = self._first, False
         if first and not looks_like_header(data):
@@ -211,46 +218,51 @@ class AcceptGate(asyncio.BufferedProtocol):
             log.debug("connection from %s relayed by %s", _shown(source), _shown(self.peername))
             self.inner.peername = source  # before anything of the DICOM protocol runs
         if self.ssl is not None:
-            transport.pause_reading()  # the handshake's first byte is not the gate's
-            self._handshake = asyncio.get_running_loop().create_task(
-                self._start_tls(transport, source)
-            )
+            self._start_tls(transport, source)
             return
         transport.set_protocol(self.inner)
         self.inner.connection_made(transport)
         _feed(self.inner, leftover)
 
-    async def _start_tls(self, transport: asyncio.Transport, source: Any) -> None:
+    def _start_tls(self, transport: asyncio.Transport, source: Any) -> None:
+        """Put TLS between the transport and the DICOM protocol, now, before any
+        more byte is read (what ``create_server(ssl=...)`` does at accept); the
+        DICOM protocol's ``connection_made`` comes at the handshake's end."""
         assert self.ssl is not None
-        early = _EarlyData()
-        try:
-            secure = await asyncio.get_running_loop().start_tls(
-                transport,
-                early,
-                self.ssl,
-                server_side=True,
-                ssl_handshake_timeout=self.tls_handshake_timeout,
-            )
-        except Exception as exc:  # SSLError, a reset, the handshake timeout
-            reason = str(exc) or type(exc).__name__
-            peer = _shown(source or self.peername)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        secure = sslproto.SSLProtocol(
+            loop,
+            self.inner,
+            self.ssl,
+            waiter,
+            server_side=True,
+            ssl_handshake_timeout=self.tls_handshake_timeout,  # type: ignore[arg-type]
+        )  # (typeshed says int; asyncio takes seconds as a float)
+        transport.set_protocol(secure)
+        secure.connection_made(transport)
+        waiter.add_done_callback(lambda done: self._handshake_done(done, transport, source))
+
+    def _handshake_done(
+        self, done: asyncio.Future[None], transport: asyncio.Transport, source: Any
+    ) -> None:
+        error = None if done.cancelled() else done.exception()
+        if error is None and not done.cancelled():
+            return
+        peer = _shown(source or self.peername)
+        if isinstance(error, (ssl.SSLError, ConnectionAbortedError)):
+            # A peer that spoke something else, refused a certificate or ran out of time.
+            reason = str(error) or type(error).__name__
             log.warning("TLS handshake with %s failed: %s", peer, reason)
             if self.on_tls_failed is not None:
                 try:
                     self.on_tls_failed(str((source or self.peername or ("",))[0]), reason)
                 except Exception:
                     log.exception("TLS failure observer failed")
-            transport.abort()
-            self._closed_before_dicom(exc)
-            return
-        if secure is None:  # the connection closed during the handshake
-            self._closed_before_dicom(None)
-            return
-        secure.set_protocol(self.inner)
-        self.inner.connection_made(secure)
-        _feed(self.inner, early.data)
-        if early.lost is not None:
-            self.inner.connection_lost(early.lost[0])
+        else:  # closed before or during its handshake: a probe, a TCP health check
+            log.debug("connection from %s closed during the TLS handshake: %r", peer, error)
+        transport.abort()
+        self._closed_before_dicom(error)
 
     def _refuse(self, reason: str) -> None:
         address = str(self.peername[0]) if self.peername else ""
@@ -278,25 +290,6 @@ class AcceptGate(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-class _EarlyData(asyncio.Protocol):
-    """The application protocol during a TLS handshake: the DICOM protocol can
-    only start once the secure transport exists, and a peer's first PDU may
-    arrive with the handshake's last bytes, before that."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.lost: tuple[Exception | None] | None = None
-
-    def data_received(self, data: bytes) -> None:
-        self.data += data
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = (exc,)
 
 
 def _feed(protocol: Any, data: bytes | bytearray) -> None:
