@@ -78,8 +78,8 @@ backend archive
     option external-check
     external-check path "/usr/bin:/bin"
     external-check command {script}
-    server node1 127.0.0.1:{node1} send-proxy-v2 check inter 1s fall 2 rise 1
-    server node2 127.0.0.1:{node2} send-proxy-v2 check inter 1s fall 2 rise 1
+    server node1 127.0.0.1:{node1} send-proxy-v2 check inter 2s fall 2 rise 1
+    server node2 127.0.0.1:{node2} send-proxy-v2 check inter 2s fall 2 rise 1
 """
 
 
