@@ -205,3 +205,17 @@ def test_first_byte_tells_a_header_from_dicom_and_tls() -> None:
     assert not looks_like_header(TLS_CLIENT_HELLO_START)
     assert not looks_like_header(b"")
     assert not looks_like_header(b"PRAXY")
+
+
+def test_parser_imports_no_io() -> None:
+    """Sans-IO: importing the parser brings in no event loop, socket or TLS."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys; before = set(sys.modules); import dicomnet.core.proxy_protocol; "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    added = set(json.loads(subprocess.check_output([sys.executable, "-c", probe], text=True)))
+    assert not added & {"asyncio", "socket", "_socket", "ssl", "_ssl", "selectors", "threading"}
