@@ -564,7 +564,7 @@ def test_tls_failure_is_a_security_alert_sent_over_tls(tmp_path: Path) -> None:
             tls_cert=str(certificates.server_cert),
             tls_key=str(certificates.server_key),
             tls_ca=str(certificates.ca),
-        ) as (listener, _registry):
+        ) as (listener, registry):
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
             writer.write(raw.associate_rq("ARCHIVE", "PLAINTEXT"))  # DICOM without TLS
             try:
@@ -585,6 +585,10 @@ def test_tls_failure_is_a_security_alert_sent_over_tls(tmp_path: Path) -> None:
             ) as association:
                 assert (await association.echo()).status == 0
             await until(lambda: any(m.event_id == "110113" for m in received))
+            failed = registry.get_sample_value(
+                "dicomnet_security_alerts_total", {"kind": "tls_failed"}
+            )
+            assert failed == 1.0
         await until(lambda: bool(received) and received[-1].event_types == ["110121"])
         server.close()
 
