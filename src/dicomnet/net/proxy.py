@@ -146,7 +146,7 @@ class AcceptGate(asyncio.BufferedProtocol):
         self.trusted = False
         self.header: Any = None
         self._reader = ProxyHeaderReader()
-        self._buffer = bytearray(MAX_V2_LENGTH)
+        self._buffer = bytearray(MAX_V2_LENGTH if policy is not None else 1)
         self._first = True
         self._handed_over = False
         self._timer: asyncio.TimerHandle | None = None
@@ -168,11 +168,6 @@ class AcceptGate(asyncio.BufferedProtocol):
         return memoryview(self._buffer)[: max(wanted, 1)]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._handed_over:  # bytes of a TLS handshake read before it could start
-            log.warning("closing the connection from %s: read before TLS", _shown(self.peername))
-            if self.transport is not None:
-                self.transport.abort()
-            return
         data = bytes(self._buffer[:nbytes])
         first, self._first = self._first, False
         if first and not looks_like_header(data):
