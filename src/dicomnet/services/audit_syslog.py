@@ -135,6 +135,8 @@ class SyslogSender:
         self.sent = 0
         self.lost = 0
         self.connect_failures = 0
+        self._pending: bytes | None = None
+        """Over TLS, the message taken from the queue and not yet written."""
         self._task: asyncio.Task[None] | None = None
         self._last_warning = 0.0
 
@@ -157,13 +159,16 @@ class SyslogSender:
         task, self._task = self._task, None
         if task is None:
             return
-        if not self.queue.empty():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.queue.join(), timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (not self.queue.empty() or self._pending is not None) and not task.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.01)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        left = self.queue.qsize()
+        left = self.queue.qsize() + (self._pending is not None)
+        self._pending = None
         if left:
             self._lost(left, "closed with messages queued")
 
@@ -214,7 +219,6 @@ class SyslogSender:
 
     async def _run_tls(self) -> None:
         pause = 1.0
-        pending: bytes | None = None
         while True:
             try:
                 _reader, writer = await asyncio.wait_for(
@@ -236,12 +240,12 @@ class SyslogSender:
             pause = 1.0
             try:
                 while True:
-                    if pending is None:
-                        pending = await self.queue.get()
+                    if self._pending is None:
+                        self._pending = await self.queue.get()
                         self.queue.task_done()
-                    writer.write(frame_octet_counted(pending))
+                    writer.write(frame_octet_counted(self._pending))
                     await writer.drain()
-                    pending = None
+                    self._pending = None
                     self._delivered()
             except (OSError, ssl.SSLError) as exc:
                 log.info("audit connection to %s:%d lost: %s", self.host, self.port, exc)
