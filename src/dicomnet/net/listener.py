@@ -80,6 +80,7 @@ from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.addresses import bind_plan
 from dicomnet.net.association import Association, Handler
 from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.proxy import AcceptGate, ProxyPolicy
 from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
@@ -191,6 +192,8 @@ class ServerAssociation(Association):
         self.bytes = 0
         """Dataset bytes of those instances."""
         self._reported = False
+        self.input_refused = False
+        """Whether this association was aborted for bad input."""
 
     @property
     def peer_host(self) -> str:
@@ -235,6 +238,14 @@ class ServerAssociation(Association):
             self._ended_by(AssociationAborted(event.source, event.reason))
         elif isinstance(event, ul.TransportClosed):
             self._ended_by(ConnectionClosed("connection closed"))
+
+    def protocol_error(self, exc: Exception) -> None:
+        """The peer's bad input aborts the association: observers hear
+        ``input_refused``, once per association (the association and the
+        transport may both report the same error)."""
+        if not self.input_refused:
+            self.input_refused = True
+            self.listener.notify("input_refused", self, exc)
 
     def _association_requested(self, rq: AssociateRQ) -> None:
         listener = self.listener
@@ -401,7 +412,11 @@ class Listener:
         local-limit-exceeded. With :attr:`release`, a cap shared by processes."""
         self.release: Callable[[ServerAssociation], None] | None = None
         """Called when an association :attr:`admit` let in ends."""
+        self.proxy_policy: ProxyPolicy | None = None
+        """With a policy, connections may open with a PROXY protocol header from a
+        trusted proxy, whose client then is the peer (:mod:`dicomnet.net.proxy`)."""
         self._servers: list[asyncio.Server] = []
+        self._ssl: SSLContext | None = None
         self._closing = False
         self._per_ae: collections.Counter[str] = collections.Counter()
         self._per_address: collections.Counter[str] = collections.Counter()
@@ -590,6 +605,7 @@ class Listener:
         ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
         same port and the kernel spreads connections among them.
         """
+        self._ssl = ssl  # the handshake runs in an AcceptGate, which reports its failures
         loop = asyncio.get_running_loop()
         port = host_port
         for family, address, dual in bind_plan(host_address, IPType(ip_type)):
@@ -610,12 +626,10 @@ class Listener:
                 self._protocol_factory,
                 sock=sock,
                 backlog=max_number_of_peers,
-                ssl=ssl,
-                ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl else None,
             )
             self._servers.append(server)
 
-    def _protocol_factory(self) -> DicomProtocol:
+    def _protocol_factory(self) -> asyncio.BufferedProtocol:
         association = ServerAssociation(self)
         protocol = DicomProtocol(
             ul.Role.ACCEPTOR,
@@ -632,6 +646,16 @@ class Listener:
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
+        if self.proxy_policy is not None or self._ssl is not None:
+            return AcceptGate(
+                protocol,
+                self.proxy_policy,
+                ssl=self._ssl,
+                timeout=self.limits.artim_timeout,
+                tls_handshake_timeout=self.limits.tls_handshake_timeout,
+                on_refused=lambda address, reason: self.notify("peer_refused", address, reason),
+                on_tls_failed=lambda address, reason: self.notify("tls_failed", address, reason),
+            )
         return protocol
 
     def _forget(self, association: ServerAssociation) -> None:

@@ -145,6 +145,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._write_stalled: asyncio.TimerHandle | None = None
         self._reported: BaseException | None = None
         """The protocol error last logged, so that each is logged once."""
+        self._owner_told: BaseException | None = None
+        """The protocol error last told to the owner, so that each is told once."""
         self._received_any = False
         self.bytes_handed = 0
         """Bytes handed to the transport so far (see :attr:`bytes_accepted`)."""
@@ -154,7 +156,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.peername = transport.get_extra_info("peername")
+        if self.peername is None:  # else set by an accept gate: the client behind a proxy
+            self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         if pdu_log.isEnabledFor(logging.DEBUG):  # dicomnet -d: every PDU in summary
@@ -244,6 +247,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
                 self._discard_open_sink()
                 error = connection.protocol_error
                 if not event.by_peer and error is not None:
+                    self._owner_told = error
                     owner.protocol_error(error)
             owner.ul_event(event)
         if connection.pdus_received != self._pdus_seen:
@@ -260,6 +264,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if error is not None and error is not self._reported:
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
+            if error is not self._owner_told:  # an abort without an Aborted event (Sta2)
+                self._owner_told = error
+                self.owner.protocol_error(error)
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         sink = self.owner.dataset_sink(context_id, command)
