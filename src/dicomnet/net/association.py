@@ -32,10 +32,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dicomnet.core import dimse, ul
+from dicomnet.core import dimse
 from dicomnet.core.codec import encode_command
 from dicomnet.core.negotiation import Negotiated
-from dicomnet.core.status import StatusClass, status_class
+from dicomnet.core.status import (
+    CANCEL,
+    CANNOT_UNDERSTAND,
+    NO_SUCH_SOP_INSTANCE,
+    SUCCESS,
+    StatusClass,
+    status_class,
+)
 from dicomnet.errors import (
     AssociationAborted,
     CommandSetError,
@@ -46,99 +53,20 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net.operations import ServiceUser
+from dicomnet.net.pdu_log import log_message
+from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = [
     "Association",
     "Handler",
     "IncomingRequest",
-    "OutgoingRequest",
     "Reply",
-    "RequestTimeouts",
-    "SinkFactory",
     "as_reply",
 ]
 
 log = logging.getLogger("dicomnet.net.association")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestTimeouts:
-    """The one timeout model of a DIMSE request, in seconds (None = no limit).
-
-    Attributes
-    ----------
-    send : float | None
-        Writing the request's PDUs (back-pressure from a stalled peer). When it
-        fires part way through a message, the association can carry only
-        control PDUs from then on (``can_still_process_pdata_tf`` is False).
-    first_response : float | None
-        From the request fully sent to its first response, pending or final.
-    between_responses : float | None
-        From one pending response to the next (C-FIND, C-MOVE, C-GET).
-    total : float | None
-        From enqueueing to the final response, whatever else happens.
-    """
-
-    send: float | None = 60.0
-    first_response: float | None = 60.0
-    between_responses: float | None = 60.0
-    total: float | None = None
-
-
-class OutgoingRequest:
-    """A DIMSE request on the send queue, and everything it received.
-
-    Attributes
-    ----------
-    message : dimse message
-        The request; its ``message_id`` is assigned when it is sent.
-    responses : list
-        Every response received, pending ones first.
-    completed : asyncio.Future
-        Resolves with the final response, or raises the error that ended it.
-    """
-
-    def __init__(
-        self,
-        message: Any,
-        dataset: Any = None,
-        *,
-        context_id: int | None = None,
-        timeouts: RequestTimeouts | None = None,
-    ) -> None:
-        self.message = message
-        self.dataset = dataset
-        self.context_id = context_id
-        self.timeouts = timeouts
-        self.responses: list[tuple[Any, Any]] = []
-        self.completed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._updates: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
-        self._timer: asyncio.TimerHandle | None = None
-        self._total_timer: asyncio.TimerHandle | None = None
-        self._finished = False
-        """Set once, when the request leaves the association (answered, failed or
-        timed out); :attr:`completed` may be done earlier, cancelled by its caller."""
-
-    @property
-    def message_id(self) -> int:
-        return int(self.message.message_id)
-
-    @property
-    def finished(self) -> bool:
-        """Whether the request has left the association: answered, failed or timed out."""
-        return self._finished
-
-    async def iter_responses(self) -> AsyncIterator[tuple[Any, Any]]:
-        """Yield ``(response, dataset)`` as responses arrive, the final one last."""
-        while True:
-            item = await self._updates.get()
-            if item is None:
-                break
-            yield item
-        completed = self.completed
-        if completed.done() and not completed.cancelled() and completed.exception() is not None:
-            raise completed.exception()  # type: ignore[misc]
 
 
 @dataclass(slots=True)
@@ -203,10 +131,6 @@ Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 yields ``(status, dataset)`` pairs for services with pending responses."""
 
 
-SinkFactory = Callable[[Any, int, dict[int, Any]], Any]
-"""Chooses a sink for an incoming dataset from its command set (None: memory)."""
-
-
 def as_reply(outcome: Any) -> Reply:
     """What a handler returned or yielded, as a :class:`Reply`.
 
@@ -216,7 +140,7 @@ def as_reply(outcome: Any) -> Reply:
     if isinstance(outcome, Reply):
         return outcome
     if outcome is None:
-        return Reply(0x0000)
+        return Reply(SUCCESS)
     if isinstance(outcome, int):
         return Reply(outcome)
     if isinstance(outcome, tuple) and 1 <= len(outcome) <= 3:
@@ -224,12 +148,52 @@ def as_reply(outcome: Any) -> Reply:
     raise TypeError(f"a handler returned {type(outcome).__name__}; expected a status or a Reply")
 
 
-def _discard_unclaimed(dataset: Any) -> None:
+def _discard_unclaimed(dataset: DatasetSink | bytes | bytearray | memoryview | None) -> None:
     """Delete what a sink holds when no handler took responsibility for it."""
-    if dataset is not None and not getattr(dataset, "committing", False):
-        discard = getattr(dataset, "discard", None)
-        if discard is not None:
-            discard()
+    if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
+        return
+    if not dataset.committing:
+        dataset.discard()
+
+
+class _SendWatch:
+    """Cancels a send when no byte has been taken for ``stall`` seconds, or the
+    whole message has taken ``total`` (see :meth:`Association._send_with_timeout`)."""
+
+    def __init__(
+        self, association: Association, task: asyncio.Task[Any], stall: float | None,
+        total: float | None,
+    ) -> None:  # fmt: skip
+        self.association = association
+        self.task = task
+        self.stall, self.total = stall, total
+        self.fired: tuple[str, float] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.started = self.progressed = self.loop.time()
+        self.accepted = association._bytes_accepted()
+        limits = [seconds for seconds in (stall, total) if seconds is not None]
+        self.interval = min(max(min(limits) / 4, 0.01), 0.25)
+        self.handle: asyncio.TimerHandle | None = self.loop.call_later(self.interval, self.check)
+
+    def check(self) -> None:
+        now = self.loop.time()
+        accepted = self.association._bytes_accepted()
+        if accepted != self.accepted:
+            self.accepted, self.progressed = accepted, now
+        if self.stall is not None and now - self.progressed >= self.stall:
+            self.fired = ("send", self.stall)
+        elif self.total is not None and now - self.started >= self.total:
+            self.fired = ("send_total", self.total)
+        if self.fired is not None:
+            self.handle = None
+            self.task.cancel()  # releases the send lock; the PDUs written stay whole
+        else:
+            self.handle = self.loop.call_later(self.interval, self.check)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 class Association(ServiceUser):
@@ -324,10 +288,9 @@ class Association(ServiceUser):
             timeouts = request.timeouts or self.timeouts
             try:
                 await self._send_with_timeout(
+                    request,
                     request.context_id or self._context_for(request),
-                    request.message,
-                    request.dataset,
-                    timeouts.send,
+                    timeouts,
                 )
             except RequestTimeout as exc:
                 self._finish(request, exc)
@@ -349,16 +312,44 @@ class Association(ServiceUser):
         raise LocalProtocolError(f"no accepted presentation context for {abstract}")
 
     async def _send_with_timeout(
-        self, context_id: int, message: Any, dataset: Any, timeout: float | None
+        self, request: OutgoingRequest, context_id: int, timeouts: RequestTimeouts
     ) -> None:
+        """Send a request under its send timers: ``send``, a stall timer (no byte
+        taken by the socket for that long), and ``send_total``, a limit on the
+        whole message. Either fires ``on_request_timed_out`` and leaves the
+        association able to carry only control PDUs.
+
+        A watchdog on the loop's clock looks at the socket's progress now and
+        then and cancels the send when a timer is due; a message that goes out
+        at once costs one timer handle, no task.
+        """
+        stall, total = timeouts.send, timeouts.send_total
+        if stall is None and total is None:
+            await self.send_message(context_id, request.message, request.dataset)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _SendWatch(self, task, stall, total)
         try:
-            if timeout is None:
-                await self.send_message(context_id, message, dataset)
-            else:
-                await asyncio.wait_for(self.send_message(context_id, message, dataset), timeout)
-        except asyncio.TimeoutError:
-            self.can_still_process_pdata_tf = False
-            raise RequestTimeout("send", timeout or 0.0, "P-DATA-TF send did not finish") from None
+            await self.send_message(context_id, request.message, request.dataset)
+        except asyncio.CancelledError:
+            if watch.fired is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None and uncancel() > 0:
+                raise  # cancelled from outside as well: that wins
+        finally:
+            watch.stop()
+        if watch.fired is None:
+            return
+        timer, seconds = watch.fired
+        self.can_still_process_pdata_tf = False
+        self.on_request_timed_out(request, seconds)
+        raise RequestTimeout(timer, seconds, "P-DATA-TF send made no progress")
+
+    def _bytes_accepted(self) -> int:
+        protocol = self.protocol
+        return protocol.bytes_accepted if protocol is not None else 0
 
     async def send_message(self, context_id: int, message: Any, dataset: Any = None) -> None:
         """Send one DIMSE message whole, under the send lock."""
@@ -369,6 +360,7 @@ class Association(ServiceUser):
             raise LocalProtocolError("a P-DATA-TF send timed out; only release or abort remain")
         command = encode_command(dimse.to_command(message))
         async with self._send_lock:
+            log_message("sent to", context_id, message, dataset, protocol.peername)
             await protocol.send_message(
                 context_id, command, dataset, self.negotiated.peer_max_pdu_length
             )
@@ -436,6 +428,8 @@ class Association(ServiceUser):
             self.protocol_error(exc)
             self._abort_for(exc)
             return
+        if self.protocol is not None:
+            log_message("received from", context_id, message, dataset, self.protocol.peername)
         if dimse.is_response(message):
             self._response_received(message, dataset)
         else:
@@ -488,7 +482,11 @@ class Association(ServiceUser):
         if task.cancelled() and incoming is not None:
             _discard_unclaimed(incoming.raw_dataset)
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def busy(self) -> bool:
+        """Whether a request of this association is being served (not idle)."""
+        return bool(self._handler_tasks)
+
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """Where an incoming request's dataset goes; None collects it in memory."""
         if self.sink_factory is None:
             return None
@@ -525,11 +523,11 @@ class Association(ServiceUser):
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""
         return (
-            0x0000
+            SUCCESS
             if isinstance(message, dimse.CEchoRQ)
-            else 0x0112
+            else NO_SUCH_SOP_INSTANCE
             if dimse.is_n_service(message)
-            else 0xC000
+            else CANNOT_UNDERSTAND
         )
 
     async def _dispatch(self, handler: Handler, incoming: IncomingRequest) -> None:
@@ -551,13 +549,13 @@ class Association(ServiceUser):
 
     async def _stream_replies(self, incoming: IncomingRequest, replies: Any) -> None:
         """Send pending replies as they come; stop at the final one or on C-CANCEL."""
-        last = Reply(0x0000)
+        last = Reply(SUCCESS)
         try:
             async for item in replies:
                 reply = as_reply(item)
                 if incoming.cancelled and status_class(reply.status) is StatusClass.PENDING:
                     fields = {k: v for k, v in reply.fields.items() if "suboperations" in k}
-                    await self._respond(incoming, Reply(0xFE00, None, fields))
+                    await self._respond(incoming, Reply(CANCEL, None, fields))
                     return
                 await self._respond(incoming, reply)
                 if status_class(reply.status) is not StatusClass.PENDING:
@@ -576,9 +574,9 @@ class Association(ServiceUser):
         # The generator ended after pending replies only: the final one is Success.
         final_fields = {k: v for k, v in last.fields.items() if "suboperations" in k}
         if incoming.cancelled:
-            await self._respond(incoming, Reply(0xFE00, None, final_fields))
+            await self._respond(incoming, Reply(CANCEL, None, final_fields))
         else:
-            await self._respond(incoming, Reply(0x0000, None, final_fields))
+            await self._respond(incoming, Reply(SUCCESS, None, final_fields))
 
     async def _respond(self, incoming: IncomingRequest, reply: Reply) -> None:
         from dicomnet.dataset.encoding import encode_dataset
@@ -596,10 +594,8 @@ class Association(ServiceUser):
         """The peer broke the protocol; the transport aborts the association (and logs it)."""
 
     def _abort_for(self, exc: ProtocolError) -> None:
-        protocol = self.protocol
-        if protocol is not None and protocol.connection.state in ul.ESTABLISHED_STATES:
-            protocol.connection.invalid_pdu(exc)
-            protocol.flush()
+        if self.protocol is not None:
+            self.protocol.abort_invalid(exc)
 
     def end(self, error: BaseException) -> None:
         """The association is over: fail every request still queued or outstanding."""

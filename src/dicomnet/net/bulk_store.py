@@ -188,8 +188,9 @@ async def _store_files(
     queue: asyncio.Queue[StoreJob] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
-    contexts = proposed_contexts(jobs, allow_lossy=allow_lossy)
     options = dict(connect_options)
+    # the caller's, if given
+    contexts = options.pop("contexts", None) or proposed_contexts(jobs, allow_lossy=allow_lossy)
     if max_pdu_length:
         options["max_pdu_length"] = max_pdu_length
 

@@ -39,6 +39,8 @@ from dicomnet.core.pdu import (
     AssociateRQ,
     AsyncOpsWindow,
     RoleSelection,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
     UserIdentityRQ,
 )
 from dicomnet.core.uids import DEFAULT_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS
@@ -49,7 +51,9 @@ from dicomnet.errors import (
     LocalProtocolError,
     RequestTimeout,
 )
-from dicomnet.net.association import Association, Handler, RequestTimeouts, SinkFactory
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import SinkFactory
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = ["AssociationTimeouts", "ClientConnection", "connect"]
@@ -67,16 +71,25 @@ class AssociationTimeouts:
     Attributes
     ----------
     connect : float
-        TCP connection plus A-ASSOCIATE-RQ until its AC or RJ arrives.
+        The TCP connection (and the TLS handshake); without ``acse``, also the
+        A-ASSOCIATE-RQ until its AC or RJ arrives (one timer for both).
     release : float
         A-RELEASE-RQ until its RP; past it the association is aborted.
     artim : float
         ARTIM (PS3.8 9.1.5): waiting for the transport to close afterwards.
+    acse : float | None
+        The A-ASSOCIATE-RQ, once connected, until its AC or RJ arrives
+        (DCMTK's ``--acse-timeout``); None leaves it to ``connect``.
+    abort : float
+        How long an A-ABORT may wait for a socket that stopped taking bytes
+        (after a send stall) before the connection is reset instead.
     """
 
     connect: float = 30.0
     release: float = 30.0
     artim: float = 30.0
+    acse: float | None = None
+    abort: float = 2.0
 
 
 class ClientConnection(Association):
@@ -95,6 +108,17 @@ class ClientConnection(Association):
         self.accept: AssociateAC | None = None
         self._answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._released_cleanly = False
+        # fo-dicom's OnCStoreRequestAsync and OnNEventReportRequestAsync are methods a
+        # subclass overrides: an override taking the request serves those requests.
+        cls = type(self)
+        for command_field, name in (
+            (dimse.CommandField.C_STORE_RQ, "on_c_store_request"),
+            (dimse.CommandField.N_EVENT_REPORT_RQ, "on_n_event_report_request"),
+        ):
+            overridden = getattr(cls, name) is not getattr(ClientConnection, name)
+            if overridden and command_field not in self.handlers:
+                self.handlers[command_field] = getattr(self, name)
 
     # -- fo-dicom members: properties -----------------------------------------------------
     @property
@@ -121,30 +145,26 @@ class ClientConnection(Association):
         """
         assert self.protocol is not None
         self.request = rq
-        self.protocol.connection.request_association(rq)
-        self.protocol.flush()
+        self.protocol.request_association(rq)
 
     def send_association_release_request(self) -> None:
         """Send A-RELEASE-RQ (``SendAssociationReleaseRequestAsync``)."""
         assert self.protocol is not None
-        self.protocol.connection.release()
-        self.protocol.flush()
+        self.protocol.release()
 
     def send_abort(self, source: int = AbortSource.SERVICE_USER, reason: int = 0) -> None:
         """Send A-ABORT (``SendAbortAsync``); the association ends at once."""
         protocol = self.protocol
         if protocol is None:
             return
-        if protocol.connection.state in ul.ABORTABLE_STATES:
-            protocol.connection.abort(reason=reason, source=source)
-            protocol.flush()
-        if protocol.transport is not None:
-            if self.can_still_process_pdata_tf:
-                protocol.transport.close()  # after the A-ABORT is written
-            else:
-                # A send already stalled: the peer is not reading, so the A-ABORT
-                # would wait behind the unsent PDUs forever. Reset the connection.
-                protocol.transport.abort()
+        protocol.abort(reason=reason, source=source)
+        if self.can_still_process_pdata_tf:
+            protocol.close()
+        else:
+            # After a send stall the A-ABORT waits behind PDUs the peer has not
+            # read: it goes out if the socket takes it within a short bound,
+            # else the connection is reset.
+            protocol.close_within(self.association_timeouts.abort)
         self._ending(AssociationAborted(source, reason, "aborted by the local user"))
 
     # -- fo-dicom members: callbacks (override or assign) -------------------------------------
@@ -164,12 +184,18 @@ class ClientConnection(Association):
         """The TCP connection closed (``OnConnectionClosedAsync``)."""
 
     def on_c_store_request(self, handler: Handler) -> Handler:
-        """Handle C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``)."""
+        """Handle C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``).
+
+        Use it as a decorator registering the handler, or override it in a
+        subclass as ``async def on_c_store_request(self, request)``, fo-dicom's
+        way: the override then serves every C-STORE request.
+        """
         self.handlers[dimse.CommandField.C_STORE_RQ] = handler
         return handler
 
     def on_n_event_report_request(self, handler: Handler) -> Handler:
-        """Handle N-EVENT-REPORT, e.g. during N-ACTION (``OnNEventReportRequestAsync``)."""
+        """Handle N-EVENT-REPORT, e.g. during N-ACTION (``OnNEventReportRequestAsync``);
+        a decorator, or a method to override as :meth:`on_c_store_request`."""
         self.handlers[dimse.CommandField.N_EVENT_REPORT_RQ] = handler
         return handler
 
@@ -179,7 +205,7 @@ class ClientConnection(Association):
             assert self.request is not None and self.protocol is not None
             self.accept = event.ac
             self.negotiated = accepted_by_requestor(self.request, event.ac)
-            self.protocol.assembler.context_ids = set(self.negotiated.contexts)
+            self.protocol.use_contexts(self.negotiated.contexts)
             self.on_receive_association_accept(event.ac)
             if not self._answer.done():
                 self._answer.set_result(event.ac)
@@ -192,10 +218,10 @@ class ClientConnection(Association):
         elif isinstance(event, ul.ReleaseRequested):
             # The acceptor asked to release, or both did at once: answer it.
             assert self.protocol is not None
-            if self.protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
-                self.protocol.connection.release_response()
-                self.protocol.flush()
+            if self.protocol.release_response():
+                self._released_cleanly = True
         elif isinstance(event, ul.ReleaseConfirmed):
+            self._released_cleanly = True
             self.on_receive_association_release_response()
             if not self._released.done():
                 self._released.set_result(None)
@@ -204,9 +230,11 @@ class ClientConnection(Association):
             self.on_receive_abort(event.source, event.reason)
             detail = "by the peer" if event.by_peer else "protocol error"
             self._ending(AssociationAborted(event.source, event.reason, detail))
-        elif isinstance(event, ul.ConnectionClosed):
-            self.on_connection_closed(self._ended)
-            self._ending(ConnectionClosed("connection closed by the peer"))
+        elif isinstance(event, ul.TransportClosed):
+            # fo-dicom passes no exception when the association ended normally
+            error = self._ended or ConnectionClosed("connection closed by the peer")
+            self.on_connection_closed(None if self._released_cleanly else error)
+            self._ending(error)
 
     def _ending(self, error: BaseException) -> None:
         if not self._answer.done():
@@ -221,7 +249,13 @@ class ClientConnection(Association):
     async def release(self) -> None:
         """Wait for outstanding requests, then release (A-RELEASE-RQ, RP)."""
         protocol = self.protocol
-        if protocol is None or protocol.connection.state not in ul.ESTABLISHED_STATES:
+        if protocol is None or not protocol.established:
+            return
+        if not self.can_still_process_pdata_tf:
+            # A send stalled part way through a message: the peer holds half a
+            # DIMSE message and may never read the A-RELEASE-RQ. Abort instead.
+            log.warning("release after a stalled send: aborting the association instead")
+            await self.abort()
             return
         timeout = self.association_timeouts.release
         pending = [r.completed for r in list(self._outstanding.values()) + list(self._queue)]
@@ -265,8 +299,7 @@ async def _closed(protocol: DicomProtocol, timeout: float) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(protocol.closed), timeout)
     except asyncio.TimeoutError:
-        if protocol.transport is not None:
-            protocol.transport.abort()
+        protocol.close(reset=True)
 
 
 class _Connecting:
@@ -305,6 +338,8 @@ def connect(
     max_operations_performed: int = 1,
     roles: Iterable[RoleSelection] = (),
     user_identity: UserIdentityRQ | None = None,
+    extended: Iterable[SOPClassExtendedNegotiation] = (),
+    common_extended: Iterable[SOPClassCommonExtendedNegotiation] = (),
     handlers: dict[int, Handler] | None = None,
     timeouts: RequestTimeouts | None = None,
     association_timeouts: AssociationTimeouts | None = None,
@@ -326,6 +361,17 @@ def connect(
     roles : iterable of RoleSelection
         Role selection items; a C-GET SCU asks for the SCP role of the storage
         classes it wants back (see :func:`dicomnet.net.retrieve.get_contexts`).
+    user_identity : UserIdentityRQ, optional
+        User Identity Negotiation (PS3.7 D.3.3.7), any of its five types; the
+        acceptor's response is ``negotiated.user_identity_response`` (None
+        when it sent none, empty for types 1 and 2).
+    extended, common_extended : iterable, optional
+        SOP Class Extended and Common Extended Negotiation items (PS3.7
+        D.3.3.5, D.3.3.6), e.g. relational queries for a Q/R model. The
+        acceptor's answers are ``negotiated.sop_class_extended`` (by SOP
+        class); a declined common extended item shows as its SOP class's
+        contexts refused, the accepted ones in
+        ``negotiated.sop_class_common_extended``.
     handlers : dict, optional
         Handlers of requests the peer sends us, by command field (C-STORE
         sub-operations of C-GET, N-EVENT-REPORT).
@@ -353,6 +399,8 @@ def connect(
         async_ops=async_ops,
         roles=tuple(roles),
         user_identity=user_identity,
+        extended=tuple(extended),
+        common_extended=tuple(common_extended),
     )
     return _Connecting(
         _open(
@@ -390,12 +438,16 @@ async def _open(
     )
     association.sink_factory = dataset_sink
     limits = association.association_timeouts
-    connection = ul.Connection(ul.Role.REQUESTOR, max_pdu_length=max_pdu_length)
-    protocol = DicomProtocol(connection, association, artim_timeout=limits.artim)
+    protocol = DicomProtocol(
+        ul.Role.REQUESTOR,
+        association,
+        ul.ConnectionLimits(max_pdu_length=max_pdu_length),
+        artim_timeout=limits.artim,
+    )
     association.protocol = protocol
     association.send_association_request(rq)  # Evt1: Sta1 -> Sta4, awaiting the transport
 
-    async def associate() -> ClientConnection:
+    async def connecting() -> None:
         if ssl is None:
             await loop.create_connection(lambda: protocol, host, port)  # Evt2 sends the RQ
         else:
@@ -407,15 +459,24 @@ async def _open(
                 server_hostname=server_hostname or (host if ssl.check_hostname else ""),
                 ssl_handshake_timeout=limits.connect,
             )
+
+    async def associate() -> ClientConnection:
+        await connecting()
         await association._answer
         return association
 
+    timer, seconds = "association", limits.connect
     try:
-        return await asyncio.wait_for(associate(), limits.connect)
+        if limits.acse is None:
+            return await asyncio.wait_for(associate(), limits.connect)
+        timer = "connect"
+        await asyncio.wait_for(connecting(), limits.connect)
+        timer, seconds = "acse", limits.acse
+        await asyncio.wait_for(asyncio.shield(association._answer), limits.acse)
+        return association
     except asyncio.TimeoutError:
-        if protocol.transport is not None:
-            protocol.transport.abort()
-        raise RequestTimeout("association", limits.connect, f"{host}:{port}") from None
+        protocol.close(reset=True)
+        raise RequestTimeout(timer, seconds, f"{host}:{port}") from None
     except OSError as exc:
         raise ConnectionClosed(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
     except LocalProtocolError:

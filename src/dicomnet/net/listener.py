@@ -5,12 +5,16 @@ Theory of operation
 :meth:`Listener.listen` binds with the semantics of LEADTOOLS
 ``DicomNet.Listen(hostAddress, hostPort, maxNumberOfPeers, ipType)``:
 
-* ``""`` binds this machine's own address (the host name resolved), ``"*"``
-  every interface, anything else that address;
+* ``""`` binds this machine's primary address (the default route's source,
+  found without sending anything; else an interface's; else loopback, see
+  :mod:`dicomnet.net.addresses`), ``"*"`` every interface, anything else that
+  address, which must be of a family ``ip_type`` allows
+  (:class:`~dicomnet.net.addresses.BindError` otherwise);
 * port 0 takes the first free port, readable afterwards as :attr:`Listener.port`;
 * ``max_number_of_peers`` is the ``listen()`` backlog;
 * ``ip_type`` is :attr:`IPType.IPV4` (the default), :attr:`IPType.IPV6`, or
-  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket.
+  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket
+  (IPv4 alone on a host without IPv6).
 
 Every accepted connection gets a :class:`ServerAssociation` on the same event
 loop (no thread per association). When its A-ASSOCIATE-RQ arrives the
@@ -45,6 +49,7 @@ from ssl import SSLContext
 from typing import Any
 
 from dicomnet.core import ul
+from dicomnet.core.agreement import printable_ae_title
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.negotiation import (
     MAX_PRESENTATION_CONTEXTS,
@@ -72,7 +77,11 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
-from dicomnet.net.association import Association, Handler, RequestTimeouts
+from dicomnet.net.addresses import bind_plan
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.proxy import AcceptGate, ProxyPolicy
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
@@ -183,16 +192,14 @@ class ServerAssociation(Association):
         self.bytes = 0
         """Dataset bytes of those instances."""
         self._reported = False
+        self.input_refused = False
+        """Whether this association was aborted for bad input."""
 
     @property
     def peer_host(self) -> str:
         """The peer's IP address, or "" before the connection is made."""
         peername = self.protocol.peername if self.protocol is not None else None
         return str(peername[0]) if peername else ""
-
-    def busy(self) -> bool:
-        """Whether a request of this association is being served (not idle)."""
-        return bool(self._handler_tasks)
 
     @property
     def peer(self) -> str:
@@ -205,11 +212,13 @@ class ServerAssociation(Association):
 
     @property
     def calling_ae_title(self) -> str:
-        return self.request.calling_ae_title if self.request else ""
+        """The requestor's AE title, unpadded, control characters escaped for logs."""
+        return printable_ae_title(self.request.calling_ae_title) if self.request else ""
 
     @property
     def called_ae_title(self) -> str:
-        return self.request.called_ae_title if self.request else ""
+        """The AE title the requestor called, as :attr:`calling_ae_title`."""
+        return printable_ae_title(self.request.called_ae_title) if self.request else ""
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
@@ -227,8 +236,16 @@ class ServerAssociation(Association):
                     event.reason,
                 )
             self._ended_by(AssociationAborted(event.source, event.reason))
-        elif isinstance(event, ul.ConnectionClosed):
+        elif isinstance(event, ul.TransportClosed):
             self._ended_by(ConnectionClosed("connection closed"))
+
+    def protocol_error(self, exc: Exception) -> None:
+        """The peer's bad input aborts the association: observers hear
+        ``input_refused``, once per association (the association and the
+        transport may both report the same error)."""
+        if not self.input_refused:
+            self.input_refused = True
+            self.listener.notify("input_refused", self, exc)
 
     def _association_requested(self, rq: AssociateRQ) -> None:
         listener = self.listener
@@ -272,7 +289,7 @@ class ServerAssociation(Association):
                     answer.reason,
                 )
             self.rejection = answer
-            protocol.connection.reject(answer)
+            protocol.reject(answer)
             listener.notify("association_rejected", self, answer)
         else:
             self.accept = answer
@@ -280,24 +297,22 @@ class ServerAssociation(Association):
             if refused:
                 log.debug("association from %s: contexts refused %s", self.peer, refused)
             self.negotiated = accepted_by_acceptor(rq, answer)
-            protocol.connection.accept(answer)
+            protocol.use_contexts(self.negotiated.contexts)
+            protocol.accept(answer)
             self.counted = True
             listener.association_count += 1
             listener.count(self, 1)
-            protocol.assembler.context_ids = set(self.negotiated.contexts)
             if not self.established.done():
                 self.established.set_result(self)
             listener.notify("association_accepted", self)
-        protocol.flush()
 
     async def _release_when_idle(self) -> None:
         tasks = list(self._handler_tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=self.listener.limits.artim_timeout)
         protocol = self.protocol
-        if protocol is not None and protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
-            protocol.connection.release_response()
-            protocol.flush()
+        if protocol is not None:
+            protocol.release_response()
         self._ended_by(None)
 
     def _ended_by(self, error: BaseException | None) -> None:
@@ -315,47 +330,11 @@ class ServerAssociation(Association):
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         factory = self.listener.dataset_sink
         if factory is None:
             return None
         return factory(self, context_id, command)
-
-
-def _resolve_bind(
-    host_address: str, ip_type: IPType
-) -> list[tuple[socket.AddressFamily, str, bool]]:
-    """The sockets to bind: ``(family, address, dual_stack)`` per LEADTOOLS rules."""
-    families = []
-    if ip_type & IPType.IPV4:
-        families.append(socket.AF_INET)
-    if ip_type & IPType.IPV6:
-        families.append(socket.AF_INET6)
-    if host_address == "*":
-        if ip_type == IPType.IPV4_OR_IPV6:
-            return [(socket.AF_INET6, "::", True)]
-        return [(families[0], "0.0.0.0" if families[0] == socket.AF_INET else "::", False)]
-    if host_address in ("", None):
-        binds = []
-        for family in families:
-            binds.append((family, _own_address(family), False))
-        return binds
-    family = socket.AF_INET6 if ":" in host_address else socket.AF_INET
-    dual = family == socket.AF_INET6 and ip_type == IPType.IPV4_OR_IPV6
-    return [(family, host_address, dual)]
-
-
-def _own_address(family: socket.AddressFamily) -> str:
-    """This machine's address of a family: its host name resolved, else loopback."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
-    except OSError:
-        infos = []
-    for info in infos:
-        address = str(info[4][0])
-        if not address.startswith("fe80"):
-            return address
-    return "127.0.0.1" if family == socket.AF_INET else "::1"
 
 
 class Listener:
@@ -416,7 +395,8 @@ class Listener:
         self.on_association_request: (
             Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None
         ) = None
-        self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
+        self.dataset_sink: SinkFactory | None = None
+        """The sink factory of incoming datasets (:mod:`dicomnet.net.provider`)."""
         self.move_destinations: dict[str, MoveDestination] = {}
         """C-MOVE destinations by AE title; a C-MOVE to any other answers A801."""
         self.association_count = 0
@@ -432,7 +412,11 @@ class Listener:
         local-limit-exceeded. With :attr:`release`, a cap shared by processes."""
         self.release: Callable[[ServerAssociation], None] | None = None
         """Called when an association :attr:`admit` let in ends."""
+        self.proxy_policy: ProxyPolicy | None = None
+        """With a policy, connections may open with a PROXY protocol header from a
+        trusted proxy, whose client then is the peer (:mod:`dicomnet.net.proxy`)."""
         self._servers: list[asyncio.Server] = []
+        self._ssl: SSLContext | None = None
         self._closing = False
         self._per_ae: collections.Counter[str] = collections.Counter()
         self._per_address: collections.Counter[str] = collections.Counter()
@@ -584,8 +568,17 @@ class Listener:
 
     @property
     def port(self) -> int:
-        """The bound port (the real one when listening on port 0)."""
-        return int(self.sockets[0].getsockname()[1])
+        """The bound port (the real one when listening on port 0).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`listen` (or after :meth:`close`): there is no port yet.
+        """
+        sockets = self.sockets
+        if not sockets:
+            raise RuntimeError("the listener is not listening: call listen() first")
+        return int(sockets[0].getsockname()[1])
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -612,9 +605,10 @@ class Listener:
         ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
         same port and the kernel spreads connections among them.
         """
+        self._ssl = ssl  # the handshake runs in an AcceptGate, which reports its failures
         loop = asyncio.get_running_loop()
         port = host_port
-        for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
+        for family, address, dual in bind_plan(host_address, IPType(ip_type)):
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -632,26 +626,36 @@ class Listener:
                 self._protocol_factory,
                 sock=sock,
                 backlog=max_number_of_peers,
-                ssl=ssl,
-                ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl else None,
             )
             self._servers.append(server)
 
-    def _protocol_factory(self) -> DicomProtocol:
+    def _protocol_factory(self) -> asyncio.BufferedProtocol:
         association = ServerAssociation(self)
-        connection = ul.Connection(ul.Role.ACCEPTOR, max_pdu_length=self.limits.max_pdu_length)
         protocol = DicomProtocol(
-            connection,
+            ul.Role.ACCEPTOR,
             association,
+            ul.ConnectionLimits(
+                max_pdu_length=self.limits.max_pdu_length,
+                max_dataset_length=self.limits.max_dataset_size,
+                max_buffered_dataset_length=self.limits.max_buffered_dataset_size,
+            ),
             artim_timeout=self.limits.artim_timeout,
             idle_timeout=self.limits.idle_timeout,
             write_timeout=self.limits.write_timeout,
         )
-        protocol.assembler.max_dataset_length = self.limits.max_dataset_size
-        protocol.assembler.max_buffered_dataset_length = self.limits.max_buffered_dataset_size
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
+        if self.proxy_policy is not None or self._ssl is not None:
+            return AcceptGate(
+                protocol,
+                self.proxy_policy,
+                ssl=self._ssl,
+                timeout=self.limits.artim_timeout,
+                tls_handshake_timeout=self.limits.tls_handshake_timeout,
+                on_refused=lambda address, reason: self.notify("peer_refused", address, reason),
+                on_tls_failed=lambda address, reason: self.notify("tls_failed", address, reason),
+            )
         return protocol
 
     def _forget(self, association: ServerAssociation) -> None:
@@ -677,10 +681,9 @@ class Listener:
         for association in list(self.associations):
             protocol = association.protocol
             if protocol is not None and protocol.transport is not None:
-                if protocol.connection.state in ul.ESTABLISHED_STATES:
-                    protocol.connection.abort()
-                    protocol.flush()
-                protocol.transport.abort()
+                if protocol.established:
+                    protocol.abort()
+                protocol.close(reset=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

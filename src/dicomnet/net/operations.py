@@ -14,7 +14,7 @@ finalizes the abandoned iterator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,11 +23,11 @@ from dicomnet.core import dimse
 from dicomnet.core.status import StatusClass, status_class
 from dicomnet.core.uids import VERIFICATION_SOP_CLASS
 from dicomnet.dataset.encoding import decode_dataset, encode_dataset
+from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.store_client import prepare_store_async
 
 if TYPE_CHECKING:
     from dicomnet.core.negotiation import Negotiated
-    from dicomnet.net.association import OutgoingRequest, RequestTimeouts
 
 __all__ = ["NResult", "QueryResponse", "ServiceUser"]
 
@@ -124,8 +124,9 @@ class ServiceUser:
 
         A file whose transfer syntax was accepted goes out as its own bytes,
         mapped, never decoded; otherwise it is converted off the event loop to
-        an accepted syntax, lossy only with ``allow_lossy`` (see
-        :mod:`dicomnet.net.store_client`).
+        an accepted syntax, lossy only with ``allow_lossy``, in ``executor``
+        (default: the loop's threads; a process pool uses several cores, as
+        the pixel codecs hold the GIL), see :mod:`dicomnet.net.store_client`.
         """
         prepared = await prepare_store_async(
             self.negotiated,
@@ -158,7 +159,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-FIND (PS3.4 C): each response as it arrives, the final one last."""
         message = dimse.CFindRQ(
             message_id=0, affected_sop_class_uid=model, priority=priority, has_dataset=True
@@ -173,7 +174,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-MOVE (PS3.4 C): pending responses with sub-operation counts, then the final one."""
         message = dimse.CMoveRQ(
             message_id=0,
@@ -191,7 +192,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-GET (PS3.4 C): the C-STOREs arrive on this association, to the
         ``on_c_store_request`` handler; responses as for :meth:`move`."""
         message = dimse.CGetRQ(
@@ -356,8 +357,6 @@ class ServiceUser:
         context_id: int | None,
         timeouts: RequestTimeouts | None,
     ) -> OutgoingRequest:
-        from dicomnet.net.association import OutgoingRequest
-
         return self.send_request(
             OutgoingRequest(message, dataset, context_id=context_id, timeouts=timeouts)
         )
@@ -368,7 +367,7 @@ class ServiceUser:
         identifier: Any,
         model: str,
         timeouts: RequestTimeouts | None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         context_id = self._accepted_context(model)
         syntax = self.negotiated.contexts[context_id].transfer_syntax
         payload = identifier
