@@ -184,3 +184,18 @@ def test_store_as_refuses_a_lossy_target(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "native or lossless" in result.stderr
+
+
+@pytest.mark.interop
+def test_store_as_without_the_index_converts_the_files(tmp_path: Path) -> None:
+    sent = study_files(tmp_path / "sent", 2)
+    folder = tmp_path / "files"
+    with archive(folder, "--no-index", "--store-as", "rle") as port:
+        stored = run_dcmtk("storescu", "-aec", "ARCHIVE", "127.0.0.1", str(port), *map(str, sent))
+        assert stored.returncode == 0, stored.stderr
+    assert set(stored_syntaxes(folder).values()) == {RLE_LOSSLESS}
+    original = {str(dcmread(p).SOPInstanceUID): pixels(p) for p in sent}
+    for path in folder.rglob("*.dcm"):
+        ds = dcmread(path)
+        ds.decompress(generate_instance_uid=False)
+        assert bytes(ds.PixelData) == original[str(ds.SOPInstanceUID)]

@@ -252,6 +252,7 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
             duplicates=config.duplicates,
             prefetch=8,
         )
+        _store_as(config, folder)
         folder.attach(listener)
         return folder, folder
     from dicomnet.archive.archive import Archive
@@ -262,7 +263,7 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
         duplicates=config.duplicates,
         index=config.index,
     )
-    _store_as(config, archive)
+    _store_as(config, archive.storage)
     archive.attach(
         listener,
         commitment_destinations=_destinations(config.commitment_destinations),
@@ -282,19 +283,19 @@ def _transfer_syntax_policy(config: ServiceConfig, listener: Listener) -> None:
     prefer = tuple(syntax_by_name(name) for item in config.prefer for name in item.split(","))
     syntaxes = accepted_syntaxes(config.accept, prefer)
     listener.policy = replace(listener.policy, storage_transfer_syntaxes=syntaxes)
-    if config.store_as and (config.ignore or config.no_index):
-        raise ValueError("--store-as needs the archive (not --ignore or --no-index)")
+    if config.store_as and config.ignore:
+        raise ValueError("--store-as stores nothing with --ignore")
 
 
-def _store_as(config: ServiceConfig, archive: Any) -> None:
-    """Wrap the archive's storage so each instance is converted before Success."""
+def _store_as(config: ServiceConfig, storage: Any) -> None:
+    """Convert each instance before its index row and Success (--store-as)."""
     if not config.store_as:
         return
     from dicomnet.dataset.transcode import syntax_by_name
-    from dicomnet.services.ingest_transcode import TranscodingStorage
+    from dicomnet.services.ingest_transcode import TranscodeOnStored
 
-    archive.storage = TranscodingStorage(
-        archive.storage, syntax_by_name(config.store_as), fsync=config.fsync == "always"
+    TranscodeOnStored.install(
+        storage, syntax_by_name(config.store_as), fsync=config.fsync == "always"
     )
 
 

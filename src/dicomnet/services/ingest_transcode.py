@@ -4,12 +4,14 @@ Theory of operation
 -------------------
 The storage SCP first makes the instance durable exactly as it arrived
 (:class:`dicomnet.services.storage.FolderStorage`). Then, before the index
-row and before Success, :class:`TranscodingStorage` converts the file to the
+row and before Success, :class:`TranscodeOnStored` converts the file to the
 chosen syntax in an executor (the event loop keeps receiving), writes the
 result beside it, fsyncs it, renames it over the original and fsyncs the
 folder. A crash at any point leaves either the original file or the
 converted one, both whole and both the instance that was acknowledged or is
-about to be; never a partial file under the instance's name.
+about to be; never a partial file under the instance's name. It runs as the
+storage's ``on_stored`` step, in front of the one it replaces (an archive's
+index row), which then records the converted file.
 
 What is converted: native and lossless-compressed instances with pixel
 data. A lossy instance is kept as it came (decoding it would only grow it,
@@ -25,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from io import BytesIO
@@ -56,7 +59,7 @@ from dicomnet.dataset.transcode import (
 __all__ = [
     "ACCEPT_POLICIES",
     "STORE_AS_TARGETS",
-    "TranscodingStorage",
+    "TranscodeOnStored",
     "accepted_syntaxes",
     "convert_file",
 ]
@@ -161,13 +164,14 @@ def _source_ae(data: bytes) -> str:
     return data[marker + 8 : marker + 8 + length].decode("latin-1").strip()
 
 
-class TranscodingStorage:
-    """A storage whose ``store`` converts each new file to ``target`` before answering.
+class TranscodeOnStored:
+    """A storage's ``on_stored`` step that first converts the new file to ``target``.
 
-    Wraps :class:`dicomnet.services.storage.FolderStorage` (everything but
-    ``store`` is the wrapped storage's), for
-    :class:`dicomnet.archive.archive.Archive`, which indexes what ``store``
-    returns.
+    Installed with :meth:`install` on a
+    :class:`dicomnet.services.storage.FolderStorage` (an archive's too): the
+    storage calls it once the instance is durable as received; it converts
+    the file in an executor, then runs the step it replaced (an archive's
+    index row) with the converted file's record, so Success waits for both.
 
     Parameters
     ----------
@@ -194,22 +198,27 @@ class TranscodingStorage:
         if not codecs_available(target, encode=True):
             raise CodecUnavailable(f"no pixel codec installed to encode {target}")
         self._storage = storage
+        self._then: Callable[[Any, Any], Awaitable[int]] | None = storage.on_stored
         self.target = target
         self._executor = executor
         self._fsync = fsync
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
+    @classmethod
+    def install(cls, storage: Any, target: str, **options: Any) -> TranscodeOnStored:
+        """Put the conversion in front of ``storage``'s ``on_stored`` step."""
+        hook = cls(storage, target, **options)
+        storage.on_stored = hook
+        return hook
 
-    async def store(self, request: Any) -> Any:
-        """The wrapped store, then the conversion; Success waits for both."""
-        outcome = await self._storage.store(request)
-        if isinstance(outcome, int) or outcome.duplicate:
-            return outcome
-        converted = await asyncio.get_running_loop().run_in_executor(
-            self._executor, convert_file, os.fspath(outcome.path), self.target, self._fsync
-        )
-        if converted is None:
-            return outcome
-        syntax, size, sha256 = converted
-        return replace(outcome, transfer_syntax=syntax, size=size, sha256=sha256)
+    async def __call__(self, request: Any, outcome: Any) -> int:
+        """Convert a new instance's file, then the replaced step (or the plain status)."""
+        if not outcome.duplicate:
+            converted = await asyncio.get_running_loop().run_in_executor(
+                self._executor, convert_file, os.fspath(outcome.path), self.target, self._fsync
+            )
+            if converted is not None:
+                syntax, size, sha256 = converted
+                outcome = replace(outcome, transfer_syntax=syntax, size=size, sha256=sha256)
+        if self._then is None:
+            return int(self._storage.status_of(outcome))
+        return await self._then(request, outcome)
