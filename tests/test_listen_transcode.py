@@ -19,6 +19,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from dicomnet.core.uids import ALL_TRANSFER_SYNTAXES
 from dicomnet.dataset.part10 import read_file_meta
 from dicomnet.net import client
 from dicomnet.services.ingest_transcode import accepted_syntaxes
@@ -86,6 +87,7 @@ def test_accept_policies_and_preferred_order() -> None:
     assert JPEG_LS_LOSSLESS not in accepted_syntaxes("uncompressed")
     lossless = accepted_syntaxes("lossless")
     assert JPEG_LS_LOSSLESS in lossless and "1.2.840.10008.1.2.4.50" not in lossless
+    assert accepted_syntaxes("all") == ALL_TRANSFER_SYNTAXES  # the default is unchanged
     assert accepted_syntaxes("all", (RLE_LOSSLESS,))[0] == RLE_LOSSLESS
     with pytest.raises(ValueError, match="not accepted"):
         accepted_syntaxes("uncompressed", (RLE_LOSSLESS,))

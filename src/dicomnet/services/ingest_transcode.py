@@ -47,7 +47,6 @@ from dicomnet.core.uids import (
 from dicomnet.dataset.part10 import FIRST_READ, encode_file_meta, parse_file_meta
 from dicomnet.dataset.transcode import (
     ENCODABLE_LOSSLESS,
-    JPEG_LOSSLESS_P14,
     LOSSY_SYNTAXES,
     CodecUnavailable,
     ConversionRefused,
@@ -72,7 +71,6 @@ STORE_AS_TARGETS = (*UNCOMPRESSED_TRANSFER_SYNTAXES, *ENCODABLE_LOSSLESS)
 _LOSSLESS = (
     RLE_LOSSLESS,
     JPEG_LOSSLESS_SV1,
-    JPEG_LOSSLESS_P14,
     JPEG_LS_LOSSLESS,
     JPEG_2000_LOSSLESS,
     HTJ2K_LOSSLESS,
@@ -81,12 +79,13 @@ _LOSSLESS = (
 ACCEPT_POLICIES = {
     "uncompressed": UNCOMPRESSED_TRANSFER_SYNTAXES,
     "lossless": (*UNCOMPRESSED_TRANSFER_SYNTAXES, *_LOSSLESS),
-    "all": (*UNCOMPRESSED_TRANSFER_SYNTAXES, *_LOSSLESS, *ALL_TRANSFER_SYNTAXES),
+    "all": ALL_TRANSFER_SYNTAXES,
 }
 """``--accept``: the transfer syntaxes a storage SCP accepts, native first, then
 lossless, then lossy, as the acceptor's order of preference (PS3.8 9.3.3.2:
 the acceptor picks one of the proposed syntaxes; dicomnet picks the first of
-its own list that was proposed)."""
+its own list that was proposed). ``all`` is the library's default list, the
+one docs/conformance.md 4.2.3 prints."""
 
 
 def accepted_syntaxes(accept: str, prefer: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
