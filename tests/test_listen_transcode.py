@@ -201,3 +201,11 @@ def test_store_as_without_the_index_converts_the_files(tmp_path: Path) -> None:
         ds = dcmread(path)
         ds.decompress(generate_instance_uid=False)
         assert bytes(ds.PixelData) == original[str(ds.SOPInstanceUID)]
+
+
+def test_the_policy_reads_from_a_toml_file(tmp_path: Path) -> None:
+    from dicomnet.cli.listen_service import load_config
+
+    path = tmp_path / "listen.toml"
+    path.write_text('[listen]\naccept = "lossless"\nprefer = ["jpeg-ls"]\nstore-as = "rle"\n')
+    assert load_config(path) == {"accept": "lossless", "prefer": ["jpeg-ls"], "store_as": "rle"}
