@@ -167,6 +167,8 @@ class ConversionRefused(DicomNetError, ValueError):
 
 _JPEG = ("pylibjpeg", "libjpeg")
 _J2K = ("pylibjpeg", "openjpeg")
+_JPEG_FAMILY = (JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS_P14, JPEG_LOSSLESS_SV1)
+_J2K_FAMILY = (JPEG_2000_LOSSLESS, JPEG_2000, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K)
 _DECODERS: dict[str, tuple[tuple[str, ...], ...]] = {
     JPEG_BASELINE: (_JPEG, ("gdcm",)),
     JPEG_EXTENDED: (_JPEG, ("gdcm",)),
@@ -213,11 +215,15 @@ _PREFERRED_PLUGIN: dict[str, tuple[str, tuple[str, ...]]] = {
     JPEG_LS_LOSSLESS: ("pyjpegls", ("jpeg_ls",)),
     JPEG_LS_NEAR_LOSSLESS: ("pyjpegls", ("jpeg_ls",)),
     RLE_LOSSLESS: ("pylibjpeg", ("pylibjpeg", "rle")),
+    **{syntax: ("pylibjpeg", _JPEG) for syntax in _JPEG_FAMILY},
+    **{syntax: ("pylibjpeg", _J2K) for syntax in _J2K_FAMILY},
 }
-"""The fastest backend per syntax, measured (bench/README.md): CharLS through
-pyjpegls decodes JPEG-LS about four times faster than libjpeg or GDCM, and
-pylibjpeg-rle runs RLE in compiled code where pydicom's own is pure Python.
-Other syntaxes take whichever backend pydicom finds first."""
+"""The backend per syntax. JPEG-LS: CharLS through pyjpegls decodes about four
+times faster than libjpeg or GDCM (bench/README.md). RLE: pylibjpeg-rle runs
+in compiled code where pydicom's own is pure Python. JPEG and JPEG 2000: the
+``codecs`` extra's own backends, so that a GDCM installed beside them (which
+pydicom would try first) does not change what a conversion produces. A
+syntax whose preferred backend is missing takes whichever pydicom finds."""
 
 
 _J2K_ENCODE = threading.Lock()
