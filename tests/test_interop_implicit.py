@@ -126,3 +126,13 @@ def test_move_from_the_archive_to_a_destination_accepting_only_implicit_vr(
         archive.terminate()
         archive.wait(timeout=30)
     assert received(inbox) == twins
+
+
+def test_many_sop_classes_still_fit_with_implicit_vr_offered() -> None:
+    classes = [f"1.2.826.0.1.3680043.8.498.{n}" for n in range(100)]
+    contexts = storage_contexts([(uid, ExplicitVRLittleEndian) for uid in classes])
+    assert len(contexts) == 100  # one each: own syntax first, then the conversions
+    for uid, syntaxes in contexts:
+        assert syntaxes[:2] == [ExplicitVRLittleEndian, ImplicitVRLittleEndian], uid
+    with pytest.raises(ValueError, match="several runs"):
+        storage_contexts([(f"1.2.3.{n}", ExplicitVRLittleEndian) for n in range(128)])

@@ -276,9 +276,10 @@ def storage_contexts(
         syntaxes = own.setdefault(sop_class, [])
         if syntax not in syntaxes:
             syntaxes.append(syntax)
-    contexts = _contexts(own, allow_lossy, split=True)
-    if len(contexts) > MAX_STORAGE_CONTEXTS:
-        contexts = _contexts(own, allow_lossy, split=False)
+    for shape in ("split", "merged", "single"):
+        contexts = _contexts(own, allow_lossy, shape)
+        if len(contexts) <= MAX_STORAGE_CONTEXTS:
+            break
     if len(contexts) > MAX_STORAGE_CONTEXTS:
         raise ValueError(
             f"{len(own)} SOP classes need {len(contexts)} presentation contexts; an "
@@ -289,25 +290,35 @@ def storage_contexts(
 
 
 def _contexts(
-    own: dict[str, list[str]], allow_lossy: bool, *, split: bool
+    own: dict[str, list[str]], allow_lossy: bool, shape: str
 ) -> list[tuple[str, list[str]]]:
-    """One context per own syntax (``split``: an acceptor accepts one syntax per
-    context, so a JPEG-LS file and an RLE file of one class need two), or one
-    for all of them, then one with the conversion targets."""
+    """The contexts of one SOP class after another, in one of three shapes.
+
+    ``split``: one context per own syntax (an acceptor takes one syntax per
+    context, so a JPEG-LS file and an RLE file of one class need two), then
+    one with the conversion targets. ``merged``: one context for the own
+    syntaxes, then the targets. ``single``: one context, own syntaxes first
+    then the targets, for sets of more than 63 SOP classes; the peer then
+    picks, and a file may be converted where another shape would have sent
+    it as it is.
+    """
     contexts: list[tuple[str, list[str]]] = []
     for sop_class, syntaxes in own.items():
         known = [s for s in syntaxes if s]
-        if split:
-            contexts += [(sop_class, [syntax]) for syntax in known]
-        elif known:
-            contexts.append((sop_class, known))
         alternatives: list[str] = []
         for syntax in syntaxes:
             for target in conversion_targets(syntax, allow_lossy=allow_lossy):
-                if target not in alternatives:
+                if target not in alternatives and target not in known:
                     alternatives.append(target)
         alternatives.sort(key=_preference)
-        if alternatives and set(alternatives) - set(known):
+        if shape == "single":
+            contexts.append((sop_class, known + alternatives))
+            continue
+        if shape == "split":
+            contexts += [(sop_class, [syntax]) for syntax in known]
+        elif known:
+            contexts.append((sop_class, known))
+        if alternatives:
             contexts.append((sop_class, alternatives))
     return contexts
 
