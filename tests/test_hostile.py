@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from dicomnet.core.pdu import AssociateAC
+from dicomnet.dataset.encoding import encode_dataset
 from dicomnet.testing import RawPeer, raw
 from hostile import (
     AE,
     CONTEXTS,
     CT,
+    EXPLICIT,
     FIND,
     IMPLICIT,
     VERIFICATION,
@@ -34,6 +36,8 @@ from hostile import (
     status_of_response,
     under_attack,
 )
+
+from factory import ct_dataset
 
 Case = Callable[[Harness], Awaitable[None]]
 CASES: dict[str, Case] = {}
@@ -726,6 +730,56 @@ async def deflated_dataset_that_inflates_without_bound(h: Harness) -> None:
             )
         )
         assert await status_of_response(peer, timeout=20) == 0xC000
+    assert h.stored() == []
+
+
+def implicit_element(group: int, element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", group, element, len(value)) + value
+
+
+@case
+async def dataset_carrying_a_file_meta_group(h: Harness) -> None:
+    uid, data = ct_bytes()
+    meta = (
+        implicit_element(0x0002, 0x0001, b"\x00\x01")
+        + implicit_element(0x0002, 0x0010, b"1.2.840.10008.1.2\x00")
+        + implicit_element(0x0002, 0x0013, b"FORGED")
+    )
+    async with await h.associated_peer() as peer:  # PS3.5 7.1: no group below 0008
+        await peer.send(store_message(uid, meta + data))
+        assert await status_of_response(peer) == 0xC000
+    assert h.stored() == []
+    assert "File Meta group inside the dataset" in h.log.lines()
+
+
+@case
+async def explicit_vr_dataset_on_an_implicit_context(h: Harness) -> None:
+    ds = ct_dataset(0)
+    data = encode_dataset(ds, EXPLICIT)  # context 3 negotiated implicit VR
+    async with await h.associated_peer() as peer:
+        await peer.send(store_message(str(ds.SOPInstanceUID), data))
+        assert await status_of_response(peer) == 0xC000
+        # the reverse: implicit VR data on an explicit context
+        implicit_uid, implicit_data = ct_bytes(1)
+        contexts = [raw.presentation_context(9, CT, [EXPLICIT])]
+    assert h.stored() == []
+    async with await h.associated_peer(contexts) as peer:
+        await peer.send(store_message(implicit_uid, implicit_data, context_id=9))
+        assert await status_of_response(peer) == 0xC000
+    assert h.stored() == []
+
+
+@case
+async def dataset_elements_out_of_order(h: Harness) -> None:
+    ds = ct_dataset(0)
+    data = encode_dataset(ds, IMPLICIT)
+    late = implicit_element(0x0008, 0x0005, b"ISO_IR 100")  # belongs before (0008,0016)
+    position = data.index(struct.pack("<HH", 0x0020, 0x000D))
+    async with await h.associated_peer() as peer:
+        await peer.send(
+            store_message(str(ds.SOPInstanceUID), data[:position] + late + data[position:])
+        )
+        assert await status_of_response(peer) == 0xC000
     assert h.stored() == []
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomnet.core.uids import is_valid_uid
-from dicomnet.dataset.attributes import read_file_attributes
+from dicomnet.dataset.attributes import UnreadableDataset, read_stored_attributes
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
 from dicomnet.services.store_events import StoreObserver, report_store
@@ -85,6 +85,9 @@ _PLACEMENT_TAGS = {
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
 }
+
+_IDENTITY_TAGS = {0x00080016: "SOPClassUID", 0x00080018: "SOPInstanceUID"}
+"""What the flat layout reads of a dataset: enough to know it parses and is the command's."""
 
 DIGEST_WINDOW = 16 << 20
 """Bytes of a stored file mapped at once to compute its digest."""
@@ -463,18 +466,19 @@ class FolderStorage:
     def _install(self, sink: StoreSink, *, instance_uid: str) -> Installed:
         """Move a sealed temporary file to its place under the duplicate policy."""
         temp = os.fspath(sink.temp_path or "")
-        attributes: dict[str, str] = {}
         directory = self._folder_name
+        # The dataset must parse in the negotiated syntax before Success (C000 otherwise).
+        try:
+            wanted = self.attribute_tags if self.layout == "study" else _IDENTITY_TAGS
+            attributes = read_stored_attributes(temp, wanted)
+        except UnreadableDataset as exc:
+            raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
+        if attributes.get("SOPInstanceUID", "") != instance_uid:
+            reason = "the dataset's SOP Instance UID is not the command's"
+            raise Rejected(CANNOT_UNDERSTAND, reason)
         if self.layout == "study":
-            try:
-                attributes = read_file_attributes(temp, self.attribute_tags)
-            except Exception as exc:  # pydicom raises many kinds on a malformed dataset
-                raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
             study = attributes.get("StudyInstanceUID", "")
             series = attributes.get("SeriesInstanceUID", "")
-            if attributes.get("SOPInstanceUID", "") != instance_uid:
-                reason = "the dataset's SOP Instance UID is not the command's"
-                raise Rejected(CANNOT_UNDERSTAND, reason)
             if not (is_valid_uid(study) and is_valid_uid(series)):
                 raise Rejected(CANNOT_UNDERSTAND, "no valid Study and Series Instance UIDs")
             directory = self._make_folders(study, series)
