@@ -19,7 +19,9 @@ when the command or the dataset's UIDs cannot be understood.
 Files are named only from validated UIDs (digits and dots, at most 64
 characters), so no peer value reaches a path unchecked. With the study layout
 the Study and Series Instance UIDs are read from the written file's header at
-commit, and must be valid too.
+commit, and must be valid too. In either layout the dataset must parse in the
+negotiated transfer syntax (:func:`dicomnet.dataset.attributes.read_stored_attributes`)
+and carry the command's SOP Instance UID before Success; otherwise C000.
 """
 
 from __future__ import annotations
