@@ -116,6 +116,7 @@ class Archive:
 
         listener.dataset_sink = self.storage.sink
         listener.on_c_store(self.handle_store)
+        self.storage.observe_refusals(listener)
         listener.on_c_find(self.handle_find)
         listener.on_c_move(self.select)
         listener.on_c_get(self.select)

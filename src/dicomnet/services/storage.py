@@ -433,6 +433,26 @@ class FolderStorage:
         """Serve C-STORE on ``listener`` with this storage."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
+        self.observe_refusals(listener)
+
+    def observe_refusals(self, listener: Any) -> None:
+        """Have :meth:`request_refused` hear of the C-STOREs ``listener`` refuses itself."""
+        if self not in listener.observers:
+            listener.observers.append(self)
+
+    def request_refused(self, association: Any, request: IncomingRequest, status: int) -> None:
+        """A listener observer: a C-STORE refused before its handler ran.
+
+        The request's own validation (an invalid SOP Instance UID: C000; a
+        SOP Class other than the context's: A900, PS3.4 B.2.3) answers it
+        without the handler, yet it is a C-STORE answered like any other, and
+        the attempts a hostile peer makes: the observers (event log, metrics)
+        hear of it.
+        """
+        if getattr(request.message, "command_field", None) != C_STORE_RQ:
+            return
+        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
+        report_store(self.observers, request, status, None, started)
 
     def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
         """The Assembler's ``on_command`` hook: a file sink for C-STORE datasets."""
