@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
@@ -44,6 +45,36 @@ SEND_BATCH_BYTES = 4 << 20
 
 WRITE_BUFFER_HIGH = 8 << 20
 """High-water mark of the transport's write buffer before sending waits."""
+
+RECHECK_DELAY = 0.001
+RECHECKS = 64
+"""A timer that finds the peer's bytes waiting (or its window open) looks again
+this many times, this many seconds apart, letting the event loop read first."""
+
+
+def peer_moved(transport: asyncio.BaseTransport | None, *, writing: bool = False) -> bool:
+    """Whether the socket holds bytes from the peer not yet read (or, ``writing``,
+    has room again) that the event loop has not yet handled.
+
+    After the process stalls (SIGSTOP, a VM pause, a long GC or fsync), the
+    event loop runs overdue timers before it reads: on Linux, ``epoll_wait``
+    returns EINTR on SIGCONT and Python then reports no event at all. A timer
+    that fired now would judge the state of the moment the process stopped;
+    what the socket holds is what the peer actually did, in time.
+    """
+    if transport is None or transport.is_closing():
+        return False
+    if not writing and not getattr(transport, "is_reading", lambda: True)():
+        return False  # reading is paused on purpose: bytes wait there by design
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class ProtocolOwner(Protocol):
@@ -179,8 +210,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._write_stalled.cancel()
             self._write_stalled = None
 
-    def _write_timed_out(self) -> None:
+    def _write_timed_out(self, recheck: int = RECHECKS) -> None:
         self._write_stalled = None
+        if recheck and peer_moved(self.transport, writing=True):
+            self._write_stalled = self._loop.call_later(
+                RECHECK_DELAY, self._write_timed_out, recheck - 1
+            )
+            return
         if self.transport is not None and not self.transport.is_closing():
             log.warning(
                 "dropping the connection to %s: it read nothing for %.0f s",
@@ -266,9 +302,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
         else:
             self._cancel_artim()
 
-    def _idle_check(self) -> None:
+    def _idle_check(self, recheck: int = RECHECKS) -> None:
         """Abort an established association whose peer has gone quiet; else look again later."""
         self._idle = None
+        if recheck and peer_moved(self.transport):
+            self._idle = self._loop.call_later(RECHECK_DELAY, self._idle_check, recheck - 1)
+            return
         quiet = self._loop.time() - self._last_pdu
         busy = getattr(self.owner, "busy", None)
         if busy is not None and busy():
@@ -285,8 +324,11 @@ class DicomProtocol(asyncio.BufferedProtocol):
         elif self.transport is not None and not self.transport.is_closing():
             self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
 
-    def _artim_fired(self) -> None:
+    def _artim_fired(self, recheck: int = RECHECKS) -> None:
         self._artim = None
+        if recheck and peer_moved(self.transport):
+            self._artim = self._loop.call_later(RECHECK_DELAY, self._artim_fired, recheck - 1)
+            return
         if self.connection.state is ul.State.STA2:
             log.info(
                 "no association request from %s within %.0f s: closing",
