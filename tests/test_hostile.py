@@ -400,6 +400,47 @@ async def calling_ae_title_with_nul_high_bytes_path_and_newline(h: Harness) -> N
     assert "\r\n/" not in h.log.lines()  # never raw in a log line
 
 
+FORGING = b"EV\r\nFORGED\x1b[2J"
+"""A calling AE title that would end a log line, forge another and clear the screen."""
+
+
+@tolerated
+async def calling_ae_title_forging_a_log_line(h: Harness) -> None:  # [25]
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq(AE, FORGING, contexts=CONTEXTS[:1]))
+        answer = await peer.read_pdu()
+        assert answer is not None and answer.pdu_type == 0x02
+        await peer.send(echo())
+        assert await status_of_response(peer) == 0x0000
+        await peer.send(raw.release_rq())
+        assert await peer.read_pdu() is not None  # A-RELEASE-RP
+    escaped = "EV\\x0d\\x0aFORGED\\x1b[2J"
+    assert await settle(lambda: escaped in h.log.lines())  # the association log, escaped
+
+
+@case
+async def calling_ae_title_forging_a_log_line_rejected(h: Harness) -> None:  # [24] [25]
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq("NOT-OURS", FORGING, contexts=CONTEXTS[:1]))
+        rj = await peer.expect_reject()
+        assert (rj.result, rj.source, rj.reason) == (1, 1, 7)
+    assert await settle(lambda: "rejected (result 1, source 1, reason 7)" in h.log.lines())
+    assert "EV\\x0d\\x0aFORGED\\x1b[2J" in h.log.lines()
+
+
+@tolerated
+async def implementation_names_with_control_characters(h: Harness) -> None:  # [27]
+    async with await h.peer() as peer:
+        info = raw.user_information(
+            implementation_class_uid=b"1.2\r\nFORGED\x1b", extra=raw.item(0x55, b"V\r\n\x1b[2J")
+        )
+        await peer.send(raw.associate_rq(AE, FORGING, contexts=CONTEXTS[:1], user_info=info))
+        answer = await peer.read_pdu()
+        assert answer is not None and answer.pdu_type == 0x02
+        await peer.send(echo())
+        assert await status_of_response(peer) == 0x0000
+
+
 @case
 async def uids_too_long_or_not_digits(h: Harness) -> None:  # [26]
     async with await h.peer() as peer:
@@ -666,7 +707,18 @@ async def store_with_an_instance_uid_of_70_bytes(h: Harness) -> None:  # [51]
             raw.p_data(raw.pdv(3, 0x03, raw.c_store_rq(CT, long_uid)), raw.pdv(3, 0x02, data))
         )
         assert await status_of_response(peer) == 0xC000
+        forged = "1.2.3\r\nFORGED"  # refused by the request's own validation too
+        await peer.send(
+            raw.p_data(raw.pdv(3, 0x03, raw.c_store_rq(CT, forged, 2)), raw.pdv(3, 0x02, data))
+        )
+        assert await status_of_response(peer) == 0xC000
     assert h.stored() == []
+    # refused before any handler ran, yet each leaves its event-log line
+    assert [(e.sop_instance_uid, e.status, e.stored) for e in h.events] == [
+        (long_uid, 0xC000, False),
+        (forged, 0xC000, False),
+    ]
+    assert "\r" not in "".join(e.as_json() for e in h.events)
 
 
 @case
@@ -686,6 +738,9 @@ async def store_of_a_class_other_than_its_context(h: Harness) -> None:  # [52]
         await peer.send(raw.p_data(raw.pdv(3, 0x03, command), raw.pdv(3, 0x02, data)))
         assert await status_of_response(peer) == 0xA900
     assert h.stored() == []
+    assert [(e.sop_class_uid, e.status, e.bytes) for e in h.events] == [
+        ("1.2.840.10008.5.1.4.1.1.4", 0xA900, len(data))
+    ]
 
 
 @tolerated

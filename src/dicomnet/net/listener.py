@@ -61,6 +61,7 @@ from dicomnet.core.pdu import (
     RejectResult,
     RejectSource,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -72,7 +73,7 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
-from dicomnet.net.association import Association, Handler, RequestTimeouts
+from dicomnet.net.association import Association, Handler, IncomingRequest, RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
@@ -241,8 +242,8 @@ class ServerAssociation(Association):
         if listener.closing or (cap and listener.association_count >= cap) or over:
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
-                "rejecting %r from %s: %d associations open",
-                rq.calling_ae_title,
+                "rejecting %s from %s: %d associations open",
+                printable(rq.calling_ae_title, quote=True),
                 protocol.peername,
                 cap,
             )
@@ -262,11 +263,11 @@ class ServerAssociation(Association):
         if isinstance(answer, AssociateRJ):
             if answer is not LOCAL_LIMIT_EXCEEDED:
                 log.info(
-                    "rejecting association from %s (calling %r, called %r): "
+                    "rejecting association from %s (calling %s, called %s): "
                     "result %d, source %d, reason %d",
                     self.peer,
-                    rq.calling_ae_title,
-                    rq.called_ae_title,
+                    printable(rq.calling_ae_title, quote=True),
+                    printable(rq.called_ae_title, quote=True),
                     answer.result,
                     answer.source,
                     answer.reason,
@@ -314,6 +315,9 @@ class ServerAssociation(Association):
             if self.accept is not None:
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
+
+    def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        self.listener.notify("request_refused", self, incoming, status)
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         factory = self.listener.dataset_sink
@@ -445,12 +449,12 @@ class Listener:
             limits.max_associations_per_address,
         )
         if per_ae and self._per_ae[calling_ae_title] >= per_ae:
-            log.info("rejecting %r: %d associations of this AE title", calling_ae_title, per_ae)
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations of this AE title", title, per_ae)
             return True
         if per_address and self._per_address[address] >= per_address:
-            log.info(
-                "rejecting %r: %d associations from %s", calling_ae_title, per_address, address
-            )
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations from %s", title, per_address, address)
             return True
         return False
 

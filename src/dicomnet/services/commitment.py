@@ -38,6 +38,7 @@ from typing import Any
 
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.pdu import RoleSelection
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     STORAGE_COMMITMENT_PUSH,
     STORAGE_COMMITMENT_PUSH_INSTANCE,
@@ -182,7 +183,7 @@ class CommitmentWaiter:
         )
         future = self._waiting.pop(uid, None)
         if future is None:
-            log.warning("storage commitment report for unknown transaction %s", uid)
+            log.warning("storage commitment report for unknown transaction %s", printable(uid))
         elif not future.done():
             future.set_result(result)
         return 0x0000

@@ -56,6 +56,13 @@ class DiscardStorage:
     def attach(self, listener: Any) -> None:
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
+        listener.observers.append(self)
+
+    def request_refused(self, association: Any, request: IncomingRequest, status: int) -> None:
+        """A C-STORE the listener refused before the handler is still one answered."""
+        if getattr(request.message, "command_field", None) == 0x0001:
+            started = getattr(request.raw_dataset, "started", None) or time.monotonic()
+            report_store(self.observers, request, status, None, started)
 
     def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
         return _NullSink()

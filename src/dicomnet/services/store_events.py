@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
+from dicomnet.core.text import printable
+
 __all__ = ["AssociationLog", "EventLog", "StoreEvent", "StoreObserver", "report_store"]
 
 association_log = logging.getLogger("dicomnet.associations")
@@ -147,7 +149,8 @@ class AssociationLog:
 
     Accepted associations are logged when they end, with their peer, AE
     titles, the instances and bytes stored, the duration and how they ended;
-    rejected ones when they are rejected, with the reason.
+    rejected ones when they are rejected, with the reason. The peer chose the
+    AE titles, so they are quoted and escaped (:func:`dicomnet.core.text.printable`).
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -158,8 +161,8 @@ class AssociationLog:
             "association %d from %s %s -> %s: rejected (result %d, source %d, reason %d)",
             association.number,
             association.peer,
-            association.calling_ae_title,
-            association.called_ae_title,
+            printable(association.calling_ae_title, quote=True),
+            printable(association.called_ae_title, quote=True),
             int(rejection.result),
             int(rejection.source),
             int(rejection.reason),
@@ -170,8 +173,8 @@ class AssociationLog:
             "association %d from %s %s -> %s: %d instances, %d bytes, %.3f s, %s",
             association.number,
             association.peer,
-            association.calling_ae_title,
-            association.called_ae_title,
+            printable(association.calling_ae_title, quote=True),
+            printable(association.called_ae_title, quote=True),
             association.instances,
             association.bytes,
             time.monotonic() - association.opened,
