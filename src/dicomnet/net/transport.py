@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 
 from dicomnet.core import ul
 from dicomnet.core.codec import Assembler, fragment_message
+from dicomnet.core.text import printable
 from dicomnet.errors import ProtocolError
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
@@ -256,7 +257,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         error = self.connection.protocol_error
         if error is not None and error is not self._reported:
             self._reported = error
-            log.warning("aborting association with %s: %s", self.peername, error)
+            log.warning("aborting association with %s: %s", self.peername, printable(error))
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
         sink = self.owner.dataset_sink(context_id, command)
@@ -280,7 +281,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if self.connection.state in ul.ESTABLISHED_STATES:
             self.connection.invalid_pdu(exc)  # logged by flush, as every abort
         else:
-            log.warning("closing the connection to %s: %s", self.peername, exc)
+            log.warning("closing the connection to %s: %s", self.peername, printable(exc))
         self.flush()
 
     def flush(self) -> None:
