@@ -508,8 +508,9 @@ def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str])
     The File Meta is the storage's own, built from the presentation context,
     so its Transfer Syntax UID is the negotiated one; the dataset after it is
     the peer's, and must parse in that syntax (:func:`read_dataset_attributes`)
-    before the instance is acknowledged. The file is mapped, not read: only the
-    pages the walk touches are paged in, whatever sits before the wanted tags.
+    before the instance is acknowledged. The first 64 KB are read; a dataset
+    whose wanted tags lie further is mapped, not read, so that only the pages
+    the walk touches are paged in, whatever sits before those tags.
     A deflated dataset is inflated no further than needed, and never past
     :data:`INFLATE_WINDOW`.
 
@@ -526,6 +527,16 @@ def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str])
         if syntax == DEFLATED_SYNTAX:
             return _read_deflated_strictly(stream, wanted)
         implicit, little = dataset_encoding(syntax)
+        window = stream.read(HEADER_WINDOW)  # where the wanted tags nearly always are
+        whole = len(window) < HEADER_WINDOW
+        try:
+            charset, found, passed = _walk(window, 0, implicit, _LE if little else _BE, wanted)
+        except _NeedMore as short:
+            if whole:
+                raise UnreadableDataset(str(short)) from None
+        else:
+            if passed or whole:
+                return _decode(charset, found, wanted)
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             # The walk indexes the map itself (slices are copies), so no view
             # of it outlives this block, even in an exception's traceback.
