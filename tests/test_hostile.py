@@ -731,6 +731,16 @@ async def store_whose_dataset_uid_differs_from_the_command(h: Harness) -> None: 
 
 
 @case
+async def store_whose_dataset_class_differs_from_the_command(h: Harness) -> None:  # [52]
+    ds = ct_dataset(0)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # an MR dataset under a CT command
+    async with await h.associated_peer() as peer:
+        await peer.send(store_message(str(ds.SOPInstanceUID), encode_dataset(ds, IMPLICIT)))
+        assert await status_of_response(peer) == 0xA900
+    assert h.stored() == []
+
+
+@case
 async def store_of_a_class_other_than_its_context(h: Harness) -> None:  # [52]
     uid, data = ct_bytes()
     command = raw.c_store_rq("1.2.840.10008.5.1.4.1.1.4", uid)  # MR on the CT context

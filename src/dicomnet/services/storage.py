@@ -83,6 +83,7 @@ INCOMING = ".incoming"
 """The folder, inside the storage folder, of files still being received."""
 
 _PLACEMENT_TAGS = {
+    0x00080016: "SOPClassUID",
     0x00080018: "SOPInstanceUID",
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
@@ -479,13 +480,13 @@ class FolderStorage:
             header,
             self.fsync,
             temp_name,
-            functools.partial(self._install, instance_uid=instance_uid),
+            functools.partial(self._install, instance_uid=instance_uid, class_uid=class_uid),
             digest=self.digest,
             opened=self._temp_file(),
         )
 
     # -- installing a committed file (in the commit's thread) ----------------------------
-    def _install(self, sink: StoreSink, *, instance_uid: str) -> Installed:
+    def _install(self, sink: StoreSink, *, instance_uid: str, class_uid: str) -> Installed:
         """Move a sealed temporary file to its place under the duplicate policy."""
         temp = os.fspath(sink.temp_path or "")
         directory = self._folder_name
@@ -498,6 +499,9 @@ class FolderStorage:
         if attributes.get("SOPInstanceUID", "") != instance_uid:
             reason = "the dataset's SOP Instance UID is not the command's"
             raise Rejected(CANNOT_UNDERSTAND, reason)
+        if attributes.get("SOPClassUID", class_uid) != class_uid:  # PS3.4 B.2.3
+            reason = "the dataset's SOP Class UID is not the command's"
+            raise Rejected(DATASET_DOES_NOT_MATCH, reason)
         if self.layout == "study":
             study = attributes.get("StudyInstanceUID", "")
             series = attributes.get("SeriesInstanceUID", "")
