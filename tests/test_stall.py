@@ -98,3 +98,34 @@ def test_a_stalled_listener_counts_what_arrived_before_its_deadlines(
     assert status == 0x0000, f"C-STORE answered {status:04X}: {log}"
     assert "idle for" not in log and "no association request" not in log, log
     assert list((tmp_path / "archive").rglob(f"{ds.SOPInstanceUID}.dcm"))
+
+
+def test_peer_moved_sees_unread_bytes_and_room_to_write() -> None:
+    from dicomnet.net.transport import peer_moved
+
+    async def scenario() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
+
+        async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result(writer)
+
+        server = await asyncio.start_server(keep, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        far = await accepted
+        seen = [peer_moved(transport), peer_moved(None)]  # nothing sent; no transport
+        transport.pause_reading()  # bytes that arrive now stay in the socket
+        far.write(b"\x01\x00\x00\x00\x00\x10")
+        await far.drain()
+        await asyncio.sleep(0.1)
+        seen.append(peer_moved(transport))  # paused on purpose: not the peer's doing
+        transport.resume_reading()
+        seen.append(peer_moved(transport))  # there and unread: the loop has not run since
+        seen.append(peer_moved(transport, writing=True))  # an empty send buffer: room
+        transport.close()
+        far.close()
+        server.close()
+        return seen
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [False, False, False, True, True]
