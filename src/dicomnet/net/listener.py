@@ -426,7 +426,9 @@ class Listener:
         self.observers: list[Any] = []
         """Told of every association: ``association_accepted(association)``,
         ``association_rejected(association, rj)`` and
-        ``association_ended(association, error)`` (error None on a release);
+        ``association_ended(association, error)`` (error None on a release),
+        and of every request its own validation refused before any handler:
+        ``request_refused(association, request, status)``;
         an observer may define any of them (see :mod:`dicomnet.services.store_events`)."""
         self.admit: Callable[[ServerAssociation], bool] | None = None
         """Consulted before accepting, after negotiation: False rejects with
