@@ -933,3 +933,23 @@ def test_hostile_input(name: str, tmp_path: Path) -> None:
 
 def test_there_are_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+def test_per_ae_cap_holds_for_a_title_with_control_characters(tmp_path: Path) -> None:  # [24]
+    """The cap counts the title as sent, the same value it checks: escaping is for logs."""
+    from dataclasses import replace
+
+    from hostile import LIMITS
+
+    async def scenario() -> None:
+        limits = replace(LIMITS, max_associations_per_calling_ae=1)
+        async with under_attack(tmp_path, limits=limits) as h:
+            first = await h.peer()
+            await first.associate(CONTEXTS[:1], called=AE, calling="EV\r\n\x1b")
+            async with await h.peer() as second:
+                await second.send(raw.associate_rq(AE, b"EV\r\n\x1b", contexts=CONTEXTS[:1]))
+                rj = await second.expect_reject()
+                assert (rj.result, rj.source, rj.reason) == (2, 3, 2)
+            first.close()
+
+    run(scenario())
