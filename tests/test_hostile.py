@@ -414,7 +414,7 @@ async def calling_ae_title_forging_a_log_line(h: Harness) -> None:  # [25]
         assert await status_of_response(peer) == 0x0000
         await peer.send(raw.release_rq())
         assert await peer.read_pdu() is not None  # A-RELEASE-RP
-    escaped = "EV\\x0d\\x0aFORGED\\x1b[2J"
+    escaped = "EV\\x0d\\x0aFORGED\\x1b[2J -> HOSTILE"
     assert await settle(lambda: escaped in h.log.lines())  # the association log, escaped
 
 
