@@ -43,11 +43,17 @@ LOOPS = {"asyncio": "import sys; sys.modules['uvloop'] = None; " + MAIN, "uvloop
 """``dicomnet listen`` on either event loop: they order timers and reads differently."""
 
 
-@pytest.mark.parametrize("loop", sorted(LOOPS))
+@pytest.mark.parametrize(
+    ("loop", "gate"), [("asyncio", False), ("uvloop", False), ("asyncio", True)]
+)
 def test_a_stalled_listener_counts_what_arrived_before_its_deadlines(
-    tmp_path: Path, loop: str
+    tmp_path: Path, loop: str, gate: bool
 ) -> None:
+    """``gate``: behind the PROXY-protocol accept gate (a trusted address sending
+    no header is served directly), whose own timer then judges the waiting peer."""
     command = [sys.executable, "-c", LOOPS[loop], "listen", "--host", "127.0.0.1", "--port", "0"]
+    if gate:
+        command += ["--proxy-protocol", "--trusted-proxy", "127.0.0.1"]
     command += ["--dir", str(tmp_path / "archive"), "--fsync", "never"]
     command += ["--artim-timeout", str(ARTIM), "--idle-timeout", str(IDLE)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
