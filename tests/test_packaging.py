@@ -151,6 +151,30 @@ def test_cibuildwheel_builds_every_target(platform: str) -> None:
     assert set(result.stdout.split()) == expected
 
 
+def test_wheels_workflow_builds_tests_and_publishes() -> None:
+    """The workflow cannot run here; its shape can be checked: every runner, the smoke
+    test, and publishing only from a tag, with an OIDC token rather than a secret."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "wheels.yml").read_text())
+    jobs = workflow["jobs"]
+    assert set(jobs["wheels"]["strategy"]["matrix"]["os"]) == {
+        "ubuntu-latest", "ubuntu-24.04-arm", "macos-15-intel", "macos-15", "windows-latest"
+    }
+    build = next(s for s in jobs["wheels"]["steps"] if "cibuildwheel" in s.get("uses", ""))
+    assert build["uses"].startswith("pypa/cibuildwheel@v3")  # 4.x dropped 3.13t
+    config = (ROOT / "pyproject.toml").read_text()
+    assert 'test-command = "python {project}/tests/wheel_smoke.py --expect-codec cython"' in config
+    smoke = " ".join(str(step.get("run", "")) for step in jobs["dcmtk"]["steps"])
+    assert "wheel_smoke.py --expect-codec cython --dcmtk" in smoke
+    publish = jobs["publish"]
+    assert publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert set(publish["needs"]) == {"sdist", "wheels", "dcmtk", "pypy"}
+    assert [s["uses"] for s in publish["steps"]][-1].startswith("pypa/gh-action-pypi-publish")
+    assert "password" not in str(publish) and "secrets." not in str(publish)
+
+
 @pytest.mark.slow
 def test_sdist_carries_the_sources_and_the_wheel_the_compiled_codec(
     dist: tuple[Path, Path],
