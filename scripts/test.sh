@@ -11,7 +11,14 @@ if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || ! ls /usr/lib/pos
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk postgresql >/dev/null
 fi
-python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+# The test extra carries the build requirements (the packaging tests build without
+# isolation); the docs extra builds the site; the docs examples run in a network
+# namespace of their own (unshare from util-linux, ip from iproute2).
+if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux iproute2 >/dev/null
+fi
+python -m pip install -q --disable-pip-version-check -e '.[test,speed,docs]'
 
 python -c "import dicomnet.core.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
 ruff check src tests bench

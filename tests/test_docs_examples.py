@@ -352,5 +352,37 @@ def test_a_broken_example_fails(tmp_path: Path) -> None:
     assert "exited 1" in result.stdout
 
 
+@pytest.mark.slow
+def test_docs_site_builds_strict(tmp_path: Path) -> None:
+    """mkdocs.yml's site: a broken link, a page outside nav or a missing docstring fails."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    for name in ("dicomnet.connect", "dicomnet.Listener", "dicomnet.sync.connect",
+                 "dicomnet.testing.RawPeer"):
+        assert f'id="{name}"' in api, name
+
+
+def test_the_docstring_hook_names_what_lacks_one(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from mkdocs_docstrings import missing_docstrings
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    package = tmp_path / "dicomnet"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        '"""Package."""\n__all__ = ["Good", "bare", "LIMIT"]\nLIMIT = 3\n'
+        'class Good:\n    """Why."""\n    def method(self):\n        pass\n'
+        '    def _private(self):\n        pass\n'
+        "def bare():\n    pass\n"
+    )
+    assert missing_docstrings(["dicomnet"], tmp_path) == ["dicomnet.Good.method", "dicomnet.bare"]
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--run"]:
     sys.exit(main())

@@ -329,6 +329,8 @@ class FolderStorage:
         layout and returned in ``StoredInstance.attributes``: the archive
         passes what its index keeps, so the header is read once.
 
+    Notes
+    -----
     Temporary files live in ``folder/.incoming``; leftovers of a process that
     no longer runs are removed when a storage opens the folder.
 
