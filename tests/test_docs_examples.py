@@ -45,6 +45,8 @@ FENCE = re.compile(r"^(\s*)(`{3,})(\w*)\s*$")
 NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(.*?)\s*-->\s*$")
 SERVERS = ("dicomnet listen", "storescp", "dcmqrscp")
 ARCHIVE_PORT = 11112
+DCMTK_DIR = "/usr/bin"
+DCMTK_TOOLS = ("echoscu", "storescu", "storescp", "findscu", "movescu", "getscu", "dcmqrscp")
 STUDY_UID = "1.2.3"
 
 
@@ -122,15 +124,28 @@ def server_port(command: str) -> int:
 
 
 def commands(code: str) -> list[str]:
-    """Shell commands of a block: continuation lines joined, comments and blanks dropped."""
+    """Shell commands of a block: continuation lines joined, a here-document kept with its
+    command, comments and blank lines dropped."""
     joined: list[str] = []
     pending = ""
+    terminator: str | None = None
     for line in code.splitlines():
+        if terminator is not None:
+            pending += line + "\n"
+            if line.strip() == terminator:
+                joined.append(pending.rstrip("\n"))
+                pending, terminator = "", None
+            continue
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
         line = pending + line
         pending = ""
+        heredoc = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+        if heredoc:
+            terminator = heredoc.group(1)
+            pending = line + "\n"
+            continue
         if line.strip() and not line.strip().startswith("#"):
             joined.append(line)
     return joined
@@ -159,6 +174,8 @@ class Runner:
             ds.PatientName, ds.PatientID = "DOE^JOHN", "PID1"
             write_part10(ds, self.work / "study" / f"ct{index}.dcm")
         (self.work / "bin").mkdir()
+        for tool in DCMTK_TOOLS:  # DCMTK's, not pynetdicom's console scripts of the same names
+            (self.work / "bin" / tool).symlink_to(Path(DCMTK_DIR) / tool)
         shim = self.work / "bin" / "dicomnet"
         shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m dicomnet "$@"\n')
         shim.chmod(0o755)
