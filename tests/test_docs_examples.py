@@ -4,7 +4,8 @@ How a file's blocks run (``docs/index.md``, "Examples that run", says the same f
 
 - Each file runs in a network namespace of its own (``unshare --net``) with only
   loopback up, so its ports (11112, 11113...) cannot clash with anything else on the
-  machine, and in a scratch folder holding ``study/``: three CT instances of patient
+  machine, with an empty ``/srv`` of its own (a tmpfs in a mount namespace: examples
+  write to ``/srv/dicom``), and in a scratch folder holding ``study/``: three CT instances of patient
   ``DOE^JOHN`` (ID ``PID1``), study ``1.2.3``.
 - Unless the file starts its own listener on 11112 first, the archive
   (``dicomnet listen``) serves on 127.0.0.1:11112 with that study stored in it.
@@ -204,6 +205,7 @@ class Runner:
             f"dicomnet listen --port {ARCHIVE_PORT} --dir default-archive"
             " --move-destination MYSCP=127.0.0.1:11113"
             " --move-destination MY-STORE-SCP=127.0.0.1:11113"
+            " --commitment-destination MODALITY=127.0.0.1:11113"
         )
         self.shell(f"dicomnet store -q -r --aec DICOMNET 127.0.0.1 {ARCHIVE_PORT} study")
 
@@ -289,9 +291,11 @@ def run_blocks(blocks: list[Block], work: Path) -> int:
 
 
 def main() -> int:
-    """Inside ``unshare --net``: bring loopback up, then run the blocks given as JSON."""
+    """Inside ``unshare --net --mount``: bring loopback up, put an empty /srv in place
+    (examples use /srv/dicom; the machine's own /srv stays untouched), run the blocks."""
     blocks_file, work = Path(sys.argv[2]), Path(sys.argv[3])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", "/srv"], check=True)
     blocks = [Block(**item) for item in json.loads(blocks_file.read_text())]
     return 1 if run_blocks(blocks, work) else 0
 
@@ -310,7 +314,7 @@ def run_in_namespace(blocks: list[Block], tmp_path: Path) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run(
-        [unshare, "--net", sys.executable, __file__, "--run", str(spec), str(work)],
+        [unshare, "--net", "--mount", sys.executable, __file__, "--run", str(spec), str(work)],
         cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
 
