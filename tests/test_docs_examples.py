@@ -5,8 +5,8 @@ How a file's blocks run (``docs/index.md``, "Examples that run", says the same f
 - Each file runs in a network namespace of its own (``unshare --net``) with only
   loopback up, so its ports (11112, 11113...) cannot clash with anything else on the
   machine, with an empty ``/srv`` of its own (a tmpfs in a mount namespace: examples
-  write to ``/srv/dicom``), and in a scratch folder holding ``study/``: three CT instances of patient
-  ``DOE^JOHN`` (ID ``PID1``), study ``1.2.3``.
+  write to ``/srv/dicom``), and in a scratch folder holding ``study/``: three CT
+  instances of patient ``DOE^JOHN`` (ID ``PID1``), study ``1.2.3``.
 - Unless the file starts its own listener on 11112 first, the archive
   (``dicomnet listen``) serves on 127.0.0.1:11112 with that study stored in it.
 - ``sh`` blocks run command by command in bash; a command that starts a server

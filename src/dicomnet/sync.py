@@ -66,9 +66,11 @@ class SyncAssociation:
         return run(self.association.echo())
 
     def release(self) -> None:
+        """A-RELEASE, after outstanding requests are answered."""
         run(self.association.release())
 
     def abort(self) -> None:
+        """A-ABORT at once; outstanding requests fail."""
         run(self.association.abort())
 
     def __enter__(self) -> SyncAssociation:

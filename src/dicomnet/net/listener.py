@@ -213,6 +213,8 @@ class ServerAssociation(Association):
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
+        """Act on an Upper Layer event of the acceptor (PS3.8 9.2): negotiate an
+        A-ASSOCIATE-RQ, release once in-flight requests are answered, log aborts."""
         if isinstance(event, ul.AssociateRequested):
             self._association_requested(event.rq)
         elif isinstance(event, ul.ReleaseRequested):
@@ -316,6 +318,8 @@ class ServerAssociation(Association):
         self.end(error or ConnectionClosed("association released"))
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+        """Where an incoming dataset goes: the listener's sink factory (e.g. a
+        :class:`~dicomnet.services.storage.FolderStorage` file), or memory if none."""
         factory = self.listener.dataset_sink
         if factory is None:
             return None

@@ -54,13 +54,16 @@ class DiscardStorage:
         """Told of every C-STORE answered (:mod:`dicomnet.services.store_events`)."""
 
     def attach(self, listener: Any) -> None:
+        """Serve C-STORE on ``listener`` by counting and discarding every dataset."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
 
     def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
+        """A sink that only counts bytes, so a dataset of any size costs no memory."""
         return _NullSink()
 
     async def handle(self, request: IncomingRequest) -> int:
+        """Answer Success for a discarded instance, after telling the observers."""
         received = request.raw_dataset
         size = received.size if isinstance(received, _NullSink) else len(received or b"")
         self.instances += 1

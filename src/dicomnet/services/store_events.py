@@ -58,6 +58,7 @@ class StoreEvent:
         return self.status in STORED_STATUSES
 
     def as_json(self) -> str:
+        """One line of the event log: UTC time to the millisecond, status in hex."""
         fields = asdict(self)
         fields["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time)) + (
             f".{int(self.time % 1 * 1000):03d}Z"
@@ -68,6 +69,7 @@ class StoreEvent:
 
 
 StoreObserver = Callable[[StoreEvent], None]
+"""Called with each :class:`StoreEvent`, on the event loop: it must not block."""
 
 
 def report_store(
@@ -139,6 +141,7 @@ class EventLog:
         self._stream.write(event.as_json() + "\n")
 
     def close(self) -> None:
+        """Close the log file; events after this are an error."""
         self._stream.close()
 
 
