@@ -320,6 +320,7 @@ def run_in_namespace(blocks: list[Block], tmp_path: Path) -> subprocess.Complete
 
 
 @pytest.mark.interop
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "document", documents(), ids=lambda path: str(path.relative_to(ROOT))
 )
@@ -352,6 +353,7 @@ def test_every_block_runs_or_says_why() -> None:
     assert ran > len(skipped)
 
 
+@pytest.mark.timeout(300)
 def test_a_broken_example_fails(tmp_path: Path) -> None:
     """The harness itself: a failing command or exception is reported, a good block is not."""
     page = tmp_path / "page.md"
@@ -374,6 +376,7 @@ def test_a_broken_example_fails(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_docs_site_builds_strict(tmp_path: Path) -> None:
     """mkdocs.yml's site: a broken link, a page outside nav or a missing docstring fails."""
     result = subprocess.run(

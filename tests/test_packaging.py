@@ -34,6 +34,9 @@ PLATFORMS = {
     "windows": ["win_amd64"],
 }
 
+# Building the codec and installing into fresh venvs takes minutes on a busy machine.
+pytestmark = pytest.mark.timeout(900)
+
 COMPILERS = ("cc", "gcc", "clang", "c++", "g++", "x86_64-linux-gnu-gcc")
 
 
@@ -58,13 +61,23 @@ def source_copy(folder: Path) -> Path:
     return copy
 
 
+def wheel_environment() -> dict[str, str]:
+    """The build environment cibuildwheel gives every wheel ([tool.cibuildwheel])."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {k: str(v) for k, v in config["tool"]["cibuildwheel"].get("environment", {}).items()}
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The sdist, and the wheel ``python -m build`` builds from it."""
     folder = tmp_path_factory.mktemp("build")
     out = folder / "dist"
     run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out),
-         str(source_copy(folder))])
+         str(source_copy(folder))], env={**os.environ, **wheel_environment()})
     (sdist,) = out.glob("dicomnet-*.tar.gz")
     (wheel,) = out.glob("dicomnet-*.whl")
     return sdist, wheel
@@ -226,6 +239,7 @@ def test_manylinux_wheel_in_a_fresh_venv_without_a_compiler(
     assert "storescp: echo, store 3: ok" in out
     assert "QRSCP: echo, store 3, find 1 study: ok" in out
     assert "DICOMNET: echo, store 3, find 1 study: ok" in out
+    assert "INPROCESS: echo, store 3, find 1 study: ok" in out
 
 
 @pytest.mark.slow
