@@ -188,6 +188,43 @@ def test_wheels_workflow_builds_tests_and_publishes() -> None:
     assert "password" not in str(publish) and "secrets." not in str(publish)
 
 
+def test_codec_source_is_portable() -> None:
+    """``src/_pdu.pyx`` builds with MSVC as with GCC and Clang: nothing from Cython's
+    ``posix`` package (its headers, such as <sys/uio.h> for writev, do not exist on
+    Windows), and any system header outside the C standard library is reached only
+    through a header of the project's own that guards it with ``_WIN32``."""
+    source = (ROOT / "src" / "_pdu.pyx").read_text()
+    assert not re.findall(r"^\s*(?:from|cimport)\s+posix\b.*$", source, re.MULTILINE)
+    standard = {"stddef.h", "stdint.h", "string.h", "stdlib.h", "errno.h", "limits.h"}
+    for header in re.findall(r'cdef extern from "([^"]+)"', source):
+        if header in standard:
+            continue
+        own = ROOT / "src" / header
+        assert own.is_file(), f"{header}: a system header outside the C standard library"
+        text = own.read_text()
+        posix_only = re.findall(r"#\s*include\s*<(unistd\.h|sys/[\w/]+\.h|fcntl\.h)>", text)
+        assert not posix_only or "_WIN32" in text, f"{header} includes {posix_only} unguarded"
+
+
+def test_pypy_builds_the_pure_package(tmp_path: Path) -> None:
+    """setup.py builds no extension on PyPy (cpyext would make the codec slower than
+    the pure twin under the JIT). Debian's pypy3 is Python 3.9, older than dicomnet
+    supports, so only the build is checked here; the wheels workflow runs the codec
+    tests on PyPy 3.10 and 3.11."""
+    pypy = shutil.which("pypy3")
+    if pypy is None:
+        pytest.fail("pypy3 not found: scripts/test.sh installs Debian's pypy3")
+    copy = source_copy(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("DICOMNET_NO_EXTENSIONS", "PYTHONPATH")}
+    result = subprocess.run([pypy, "setup.py", "-q", "build", "--build-base", str(tmp_path / "b")],
+                            cwd=copy, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = [p.name for p in (tmp_path / "b").rglob("*") if p.is_file()]
+    assert "_pdu_py.py" in built and "codec.py" in built
+    assert not [name for name in built if name.endswith((".so", ".pyd", ".c"))], built
+
+
 @pytest.mark.slow
 def test_sdist_carries_the_sources_and_the_wheel_the_compiled_codec(
     dist: tuple[Path, Path],
