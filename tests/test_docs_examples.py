@@ -314,7 +314,10 @@ def run_in_namespace(blocks: list[Block], tmp_path: Path) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run(
-        [unshare, "--net", "--mount", sys.executable, __file__, "--run", str(spec), str(work)],
+        # A pid namespace too: when the runner ends, however it ends, the kernel ends
+        # every server the examples started.
+        [unshare, "--net", "--mount", "--pid", "--fork", "--kill-child",
+         sys.executable, __file__, "--run", str(spec), str(work)],
         cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
 
