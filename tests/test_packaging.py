@@ -115,7 +115,10 @@ class Venv:
         return env
 
     def pip_install(self, target: Path, *, compiler: bool, **extra: str) -> None:
-        run([str(self.python), "-m", "pip", "install", "-q", "--no-cache-dir",
+        # pip would cache the wheel it builds from a local sdist and reuse it for the
+        # next install of the same name and version, compiled or not: build afresh.
+        fresh = ["--no-binary", "dicomnet", "--no-cache-dir"] if target.suffix == ".gz" else []
+        run([str(self.python), "-m", "pip", "install", "-q", *fresh,
              "--disable-pip-version-check", str(target)], env=self.env(compiler=compiler, **extra))
 
     def where(self) -> tuple[str, list[str]]:
