@@ -61,9 +61,7 @@ __all__ = [
     "Association",
     "Handler",
     "IncomingRequest",
-    "OutgoingRequest",
     "Reply",
-    "RequestTimeouts",
     "as_reply",
 ]
 
