@@ -5,8 +5,9 @@ How a file's blocks run (``docs/index.md``, "Examples that run", says the same f
 - Each file runs in a network namespace of its own (``unshare --net``) with only
   loopback up, so its ports (11112, 11113...) cannot clash with anything else on the
   machine, with an empty ``/srv`` of its own (a tmpfs in a mount namespace: examples
-  write to ``/srv/dicom``), and in a scratch folder holding ``study/``: three CT
-  instances of patient ``DOE^JOHN`` (ID ``PID1``), study ``1.2.3``.
+  write to ``/srv/dicom``), where the host name ``pacs`` is 127.0.0.1, and in a
+  scratch folder holding ``study/``: three CT instances of patient ``DOE^JOHN``
+  (ID ``PID1``), study ``1.2.3``.
 - Unless the file starts its own listener on 11112 first, the archive
   (``dicomnet listen``) serves on 127.0.0.1:11112 with that study stored in it.
 - ``sh`` blocks run command by command in bash; a command that starts a server
@@ -46,6 +47,7 @@ FENCE = re.compile(r"^(\s*)(`{3,})(\w*)\s*$")
 NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(.*?)\s*-->\s*$")
 SERVERS = ("dicomnet listen", "storescp", "dcmqrscp")
 ARCHIVE_PORT = 11112
+EXAMPLE_HOST = "pacs"
 DCMTK_DIR = "/usr/bin"
 DCMTK_TOOLS = ("echoscu", "storescu", "storescp", "findscu", "movescu", "getscu", "dcmqrscp")
 STUDY_UID = "1.2.3"
@@ -221,12 +223,23 @@ class Runner:
             )
 
     def run_sh(self, code: str) -> None:
+        """Commands between server starts run as one script, so a loop or an ``if``
+        spanning lines stays whole; ``bash -e`` stops at the first that fails."""
+        batch: list[str] = []
+
+        def flush() -> None:
+            if batch:
+                self.ensure_archive()
+                self.shell("\n".join(batch))
+                batch.clear()
+
         for command in commands(code):
             if command.lstrip().startswith(SERVERS):
+                flush()
                 self.start(command.strip())
             else:
-                self.ensure_archive()
-                self.shell(command)
+                batch.append(command)
+        flush()
 
     def run_python(self, code: str, name: str) -> None:
         if "serve_forever" not in code and ".listen(" not in code:
@@ -292,10 +305,14 @@ def run_blocks(blocks: list[Block], work: Path) -> int:
 
 def main() -> int:
     """Inside ``unshare --net --mount``: bring loopback up, put an empty /srv in place
-    (examples use /srv/dicom; the machine's own /srv stays untouched), run the blocks."""
+    (examples use /srv/dicom; the machine's own /srv stays untouched), let the host
+    name ``pacs`` mean loopback, run the blocks."""
     blocks_file, work = Path(sys.argv[2]), Path(sys.argv[3])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", "/srv"], check=True)
+    hosts = work / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {EXAMPLE_HOST}\n")
+    subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
     blocks = [Block(**item) for item in json.loads(blocks_file.read_text())]
     return 1 if run_blocks(blocks, work) else 0
 
