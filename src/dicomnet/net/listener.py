@@ -335,6 +335,8 @@ class ServerAssociation(Association):
         self.end(error or ConnectionClosed("association released"))
 
     def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        """Tell the listener's observers of a request its own validation refused, so
+        that a refused C-STORE is still counted and logged as answered."""
         self.listener.notify("request_refused", self, incoming, status)
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
