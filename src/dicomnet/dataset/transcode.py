@@ -151,9 +151,7 @@ def syntax_by_name(text: str) -> str:
         return SYNTAX_NAMES[value.lower()]
     if value in SYNTAX_NAMES.values() or value == HTJ2K_LOSSLESS_RPCL:
         return value
-    raise ValueError(
-        f"unknown transfer syntax {text!r}: a UID or one of {', '.join(SYNTAX_NAMES)}"
-    )
+    raise ValueError(f"unknown transfer syntax {text!r}: a UID or one of {', '.join(SYNTAX_NAMES)}")
 
 
 class CodecUnavailable(DicomNetError, RuntimeError):

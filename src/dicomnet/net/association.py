@@ -201,8 +201,6 @@ class Association(ServiceUser):
 
     Parameters
     ----------
-    protocol : DicomProtocol
-        The transport protocol of this association.
     handlers : dict
         Request handlers by request :class:`dicomnet.core.dimse.CommandField`.
     timeouts : RequestTimeouts

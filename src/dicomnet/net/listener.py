@@ -224,6 +224,8 @@ class ServerAssociation(Association):
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
+        """Act on an Upper Layer event of the acceptor (PS3.8 9.2): negotiate an
+        A-ASSOCIATE-RQ, release once in-flight requests are answered, log aborts."""
         if isinstance(event, ul.AssociateRequested):
             self._association_requested(event.rq)
         elif isinstance(event, ul.ReleaseRequested):
@@ -333,9 +335,13 @@ class ServerAssociation(Association):
         self.end(error or ConnectionClosed("association released"))
 
     def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        """Tell the listener's observers of a request its own validation refused, so
+        that a refused C-STORE is still counted and logged as answered."""
         self.listener.notify("request_refused", self, incoming, status)
 
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
+        """Where an incoming dataset goes: the listener's sink factory (e.g. a
+        :class:`~dicomnet.services.storage.FolderStorage` file), or memory if none."""
         factory = self.listener.dataset_sink
         if factory is None:
             return None

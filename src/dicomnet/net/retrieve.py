@@ -183,6 +183,7 @@ class SubOperations:
             self.record(None, uid)
 
     def pending(self) -> Reply:
+        """A Pending response with the sub-operation counters so far (PS3.4 C.4.2, C.4.3)."""
         return Reply(PENDING, None, self._counts(remaining=True))
 
     def final(self, *, cancelled: bool = False, status: int | None = None) -> Reply:

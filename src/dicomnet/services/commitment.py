@@ -142,6 +142,8 @@ class CommitmentWaiter:
         self._waiting: dict[str, asyncio.Future[CommitmentResult]] = {}
 
     def expect(self, transaction_uid: str) -> asyncio.Future[CommitmentResult]:
+        """A future for the report of ``transaction_uid``, registered before the
+        N-ACTION goes out so that a report arriving at once is not missed (PS3.4 J.3)."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[transaction_uid] = future
         return future

@@ -79,6 +79,7 @@ class DiscardStorage:
         return _NullSink()
 
     async def handle(self, request: IncomingRequest) -> int:
+        """Answer Success for a discarded instance, after telling the observers."""
         received = request.raw_dataset
         size = received.size if isinstance(received, _NullSink) else len(received or b"")
         self.instances += 1

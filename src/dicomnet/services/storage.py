@@ -357,6 +357,8 @@ class FolderStorage:
         indexes the instance); it returns the status to answer. Without it
         the status is :meth:`status_of` the record.
 
+    Notes
+    -----
     Temporary files live in ``folder/.incoming``; leftovers of a process that
     no longer runs are removed when a storage opens the folder.
 

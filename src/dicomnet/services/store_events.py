@@ -137,6 +137,7 @@ class EventLog:
         self._stream.write(event.as_json() + "\n")
 
     def close(self) -> None:
+        """Close the log file; events after this are an error."""
         self._stream.close()
 
 
