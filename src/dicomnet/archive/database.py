@@ -53,7 +53,22 @@ CREATE TABLE IF NOT EXISTS instances (
     sha256 TEXT NOT NULL, stored_at DOUBLE PRECISION NOT NULL, source_ae_title TEXT,
     charset TEXT
 );
+CREATE TABLE IF NOT EXISTS pruned_files (
+    path TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    pruned_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stable_studies (
+    study_uid TEXT PRIMARY KEY,
+    reported_last DOUBLE PRECISION NOT NULL,
+    reported_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_pk);
+CREATE INDEX IF NOT EXISTS instances_stored_at ON instances (stored_at);
 CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
 CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);
 """

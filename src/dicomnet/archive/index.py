@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dicomnet.archive.database import SQLITE_SCHEMA, Database, is_database_url, open_database
 from dicomnet.dataset.charsets import response_character_set
@@ -170,6 +170,7 @@ _UPDATE_SERIES = (
 """With ``replace``, a replaced instance's study and series take its values."""
 
 _Item = IndexEntry | Callable[[], IndexEntry]
+_T = TypeVar("_T")
 
 
 def _columns(level: str) -> list[tuple[str, str]]:
@@ -210,6 +211,16 @@ class ArchiveIndex:
 
     async def _call(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def run_on_index(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(db, *args)`` on the index's worker thread, between group commits.
+
+        For the archive's own maintenance (retention, queues): ``db`` is the
+        index's connection (:class:`dicomnet.archive.database.Database`);
+        ``function`` manages its transactions and keeps them short, since
+        arriving instances wait for it.
+        """
+        return await self._call(lambda: function(self._connect(), *args))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Finish queued work and close the database."""

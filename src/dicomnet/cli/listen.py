@@ -15,6 +15,7 @@ from dicomnet.cli.common import BYTE_SIZE
 from dicomnet.cli.common import fail as _fail
 from dicomnet.cli.common import run as _run
 from dicomnet.cli.listen_service import IP_TYPES, ServiceConfig, load_config, parse_ae_table, serve
+from dicomnet.cli.site import site_options
 
 __all__ = ["listen"]
 
@@ -216,6 +217,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     show_default=True,
     help="Seconds open associations have to finish after SIGTERM before they are aborted.",
 )
+@site_options
 def listen(**options: Any) -> None:
     """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
 

@@ -81,10 +81,20 @@ class ServiceConfig:
     tls_handshake_timeout: float = 10.0
     dimse_timeout: float = 60.0
     write_timeout: float = 60.0
+    # The site (dicomnet.cli.site): retention, study-stable events, hooks.
+    max_storage: int | None = None
+    keep_days: float | None = None
+    prune_interval: float = 60.0
+    study_stable_after: float = 60.0
+    exec_on_study: str | None = None
+    exec_on_instance: str | None = None
+    exec_timeout: float = 60.0
+    exec_concurrency: int = 4
+    exec_queue: int = 1000
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-SIZE_SETTINGS = ("max_dataset_size", "max_buffered_dataset_size")
+SIZE_SETTINGS = ("max_dataset_size", "max_buffered_dataset_size", "max_storage")
 
 
 def parse_size(value: Any) -> int:
@@ -177,16 +187,21 @@ async def serve(
     if event_log is not None:
         storage.observers.append(event_log)
     metrics_server = None
+    registry = None
     if config.metrics_port is not None or metrics_registry is not None:
         from dicomnet.cli.metrics import ListenerMetrics, serve_metrics
 
         metrics = ListenerMetrics(metrics_registry)
+        registry = metrics.registry
         metrics.attach(listener, storage)
         if metrics_registry is None and config.metrics_port is not None:
             metrics_server = serve_metrics(
                 config.metrics_port, config.metrics_host, metrics.registry
             )
     _providers(config, listener)
+    from dicomnet.cli.site import start_site
+
+    site = start_site(config, to_close if hasattr(to_close, "index") else None, registry)
     try:
         await listener.listen(
             config.host,
@@ -203,6 +218,7 @@ async def serve(
         await listener.close(timeout=config.shutdown_timeout)
     finally:
         await listener.close(timeout=0)
+        await site.close()
         if to_close is not None:
             closed = to_close.close()
             if asyncio.iscoroutine(closed):

@@ -1,0 +1,275 @@
+"""What ``dicomnet listen`` runs beside the archive to operate a site unattended.
+
+Theory of operation
+-------------------
+:func:`site_options` adds the flags, whose values land in
+:class:`dicomnet.cli.listen_service.ServiceConfig` fields of the same names.
+:func:`start_site` starts what they ask for once the archive exists, and
+:meth:`Site.close` stops it at shutdown:
+
+* retention: a :class:`dicomnet.archive.retention.Pruner` pass every
+  ``--prune-interval`` seconds;
+* study-stable events: a :class:`dicomnet.archive.stable.StableStudies`
+  watching stored instances, reporting to ``--exec-on-study``, the event log
+  (a ``study_stable`` line) and the metrics;
+* ``--exec-on-instance``: one run per instance stored;
+  hooks go through one :class:`dicomnet.archive.hooks.HookRunner`.
+
+Each feature is a task of the listener's event loop: no thread per
+association, no process but the hooks' own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from dicomnet.cli.common import BYTE_SIZE
+
+__all__ = ["Site", "SiteMetrics", "site_options", "start_site"]
+
+log = logging.getLogger("dicomnet.cli.site")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def site_options(command: _F) -> _F:
+    """The site flags of ``dicomnet listen`` (docs/archive.md, "Running a site")."""
+    options = [
+        click.option(
+            "--max-storage",
+            type=BYTE_SIZE,
+            help="Keep at most this many bytes of datasets: the oldest studies go first.",
+        ),
+        click.option(
+            "--keep-days",
+            type=click.FloatRange(min=0),
+            help="Delete studies whose last instance arrived more than N days ago.",
+        ),
+        click.option(
+            "--prune-interval",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            help="Seconds between two retention passes.",
+        ),
+        click.option(
+            "--study-stable-after",
+            type=click.FloatRange(min=0),
+            default=60.0,
+            show_default=True,
+            help="Seconds without a new instance before a study is stable (never pruned before).",
+        ),
+        click.option(
+            "--exec-on-study",
+            help="Run this command when a study is stable; {study_uid} {folder} {instances}"
+            " {calling_ae} {patient_id} are replaced in its arguments (no shell).",
+        ),
+        click.option(
+            "--exec-on-instance",
+            help="Run this command for each instance stored; {path} {sop_instance_uid}"
+            " {sop_class_uid} {study_uid} {series_uid} {folder} {calling_ae} {called_ae}"
+            " {peer} {transfer_syntax} (no shell).",
+        ),
+        click.option(
+            "--exec-timeout",
+            type=click.FloatRange(min=0.1),
+            default=60.0,
+            show_default=True,
+            help="Seconds a hook may run before it is killed.",
+        ),
+        click.option(
+            "--exec-concurrency",
+            type=click.IntRange(1, 256),
+            default=4,
+            show_default=True,
+            help="Hooks running at once.",
+        ),
+        click.option(
+            "--exec-queue",
+            type=click.IntRange(1),
+            default=1000,
+            show_default=True,
+            help="Hook runs waiting at most; more are dropped and counted.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class SiteMetrics:
+    """Prometheus counters of the site features, in the listener's registry."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter
+
+        r = registry
+        self.pruned_studies = Counter(
+            "dicomnet_pruned_studies", "Studies deleted by retention.", registry=r
+        )
+        self.pruned_instances = Counter(
+            "dicomnet_pruned_instances", "Instances deleted by retention.", registry=r
+        )
+        self.pruned_bytes = Counter(
+            "dicomnet_pruned_bytes", "Dataset bytes deleted by retention.", registry=r
+        )
+        self.stable_studies = Counter(
+            "dicomnet_studies_stable", "Study-stable events reported.", registry=r
+        )
+        self.hook_runs = Counter(
+            "dicomnet_hook_runs",
+            "Hook runs by hook and outcome (succeeded, failed, timed_out, dropped).",
+            ["hook", "outcome"],
+            registry=r,
+        )
+
+    def pruned(self, study: Any) -> None:
+        self.pruned_studies.inc()
+        self.pruned_instances.inc(study.instances)
+        self.pruned_bytes.inc(study.size)
+
+    def hook_outcome(self, hook: str, outcome: str) -> None:
+        self.hook_runs.labels(hook, outcome).inc()
+
+
+class Site:
+    """The running site features of one listener process."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.pruner: Any = None
+        self.stable: Any = None
+        self.hooks: Any = None
+        self._event_log: Any = None
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.stable is not None:
+            await self.stable.close()
+        if self.hooks is not None:
+            await self.hooks.close()
+        if self._event_log is not None:
+            self._event_log.close()
+
+
+def start_site(config: Any, archive: Any, registry: Any = None) -> Site:
+    """Start what ``config`` asks for beside ``archive`` (an Archive, or None for no index).
+
+    Raises ``ValueError`` for a setting that cannot work (a hook with an
+    unknown placeholder, retention without an index).
+    """
+    from dicomnet.archive.hooks import INSTANCE_FIELDS, STUDY_FIELDS, Hook, HookRunner
+    from dicomnet.archive.retention import Pruner, RetentionPolicy
+
+    site = Site()
+    metrics = SiteMetrics(registry) if registry is not None else None
+    study_hook = instance_hook = None
+    if config.exec_on_study:
+        study_hook = Hook.parse("--exec-on-study", config.exec_on_study, STUDY_FIELDS)
+    if config.exec_on_instance:
+        instance_hook = Hook.parse("--exec-on-instance", config.exec_on_instance, INSTANCE_FIELDS)
+    policy = RetentionPolicy(config.max_storage, config.keep_days, config.study_stable_after)
+    if archive is None:
+        if policy.active or study_hook is not None:
+            raise ValueError("retention and study-stable hooks need the index (not --no-index)")
+        return site
+    if study_hook is not None or instance_hook is not None:
+        site.hooks = HookRunner(
+            concurrency=config.exec_concurrency,
+            queue_size=config.exec_queue,
+            timeout=config.exec_timeout,
+            on_outcome=metrics.hook_outcome if metrics is not None else None,
+        )
+        site.hooks.start()
+    if instance_hook is not None:
+        archive.storage.observers.append(_InstanceHook(site.hooks, instance_hook))
+    if policy.active:
+        logging.getLogger("dicomnet.archive.retention").setLevel(logging.INFO)  # a line a study
+        site.pruner = Pruner(
+            archive.index,
+            policy,
+            archive.folder,
+            on_pruned=metrics.pruned if metrics is not None else None,
+        )
+        site.tasks.append(asyncio.create_task(site.pruner.run(config.prune_interval)))
+    if study_hook is not None or config.event_log or metrics is not None:
+        from dicomnet.archive.stable import StableStudies
+
+        receivers: list[Callable[[Any], None]] = []
+        if study_hook is not None:
+            hook, hooks = study_hook, site.hooks
+            receivers.append(lambda event: hooks.submit(hook, _study_values(event)))
+        if config.event_log:
+            site._event_log = open(config.event_log, "a", buffering=1, encoding="utf-8")
+            stream = site._event_log
+            receivers.append(
+                lambda event: stream.write(
+                    json.dumps(event.as_dict(), separators=(",", ":")) + "\n"
+                )
+            )
+        if metrics is not None:
+            counter = metrics.stable_studies
+            receivers.append(lambda event: counter.inc())
+        receivers.append(_log_stable)
+        log.setLevel(logging.INFO)  # one line a stable study
+        site.stable = StableStudies(archive.index, config.study_stable_after, receivers)
+        archive.storage.observers.append(site.stable)
+        site.tasks.append(asyncio.create_task(site.stable.start()))
+    return site
+
+
+def _log_stable(event: Any) -> None:
+    log.info(
+        "study %s stable: %d instances from %s in %s",
+        event.study_uid, event.instances, event.calling_ae_title or "?", event.folder,
+    )  # fmt: skip
+
+
+def _study_values(event: Any) -> dict[str, object]:
+    return {
+        "study_uid": event.study_uid,
+        "folder": event.folder,
+        "instances": event.instances,
+        "calling_ae": event.calling_ae_title,
+        "patient_id": event.patient_id,
+    }
+
+
+class _InstanceHook:
+    """A store observer queueing ``--exec-on-instance`` for each instance stored."""
+
+    def __init__(self, runner: Any, hook: Any) -> None:
+        self.runner = runner
+        self.hook = hook
+
+    def __call__(self, event: Any) -> None:
+        if not event.stored or not event.path:
+            return
+        path = Path(event.path)
+        self.runner.submit(
+            self.hook,
+            {
+                "path": event.path,
+                "sop_instance_uid": event.sop_instance_uid,
+                "sop_class_uid": event.sop_class_uid,
+                "study_uid": path.parent.parent.name,
+                "series_uid": path.parent.name,
+                "folder": str(path.parent.parent),
+                "calling_ae": event.calling_ae_title,
+                "called_ae": event.called_ae_title,
+                "peer": event.peer,
+                "transfer_syntax": event.transfer_syntax,
+            },
+        )
