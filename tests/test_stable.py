@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from pydicom import dcmread
 from pynetdicom import AE
@@ -29,6 +31,7 @@ from dicomnet.net.listener import Listener
 
 from factory import make_study
 from peers import dcmtk_env, free_port, run_dcmtk, wait_for_port
+from postgres_server import postgres_server
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -137,7 +140,28 @@ async def store(port: int, paths: list[Path], ae: str = "MODALITY") -> None:
             assert (await assoc.store(path)).status == 0
 
 
-def test_a_python_observer_hears_each_burst_once(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_location(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres")
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "DROP TABLE IF EXISTS instances, series, studies, patients, pruned_files,"
+            " stable_studies, site_state CASCADE"
+        )
+    return str(url)
+
+
+def test_a_python_observer_hears_each_burst_once(
+    tmp_path: Path, index_location: str | None
+) -> None:
     first, first_paths = make_study(tmp_path / "a", 3)
     _, more = make_study(tmp_path / "b", 2)
     for path in more:  # two more instances of the first study, later
@@ -148,7 +172,7 @@ def test_a_python_observer_hears_each_burst_once(tmp_path: Path) -> None:
 
     async def scenario() -> list[StudyStable]:
         listener = Listener("ARCHIVE", accept_any_storage=True)
-        archive = Archive(tmp_path / "archive", fsync=False)
+        archive = Archive(tmp_path / "archive", fsync=False, index=index_location)
         archive.attach(listener)
         await listener.listen("127.0.0.1", 0)
         watcher = StableStudies(archive.index, 0.5, [heard.append])
