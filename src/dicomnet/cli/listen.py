@@ -32,6 +32,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         if name in settings:  # back to the flags' AET=HOST:PORT form
             settings[name] = [f"{a}={h}:{p}" for a, (h, p) in settings[name].items()]
     ctx.default_map = {**(ctx.default_map or {}), **settings}
+    ctx.meta["dicomnet.config_file"] = value  # read again on SIGHUP (dicomnet.cli.site)
 
 
 @click.command()
@@ -230,6 +231,7 @@ def listen(**options: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     known = {f.name for f in fields(ServiceConfig)}
+    options["config_file"] = click.get_current_context().meta.get("dicomnet.config_file")
     config = ServiceConfig(**{k: v for k, v in options.items() if k in known})
     logging.getLogger("dicomnet.associations").setLevel(logging.INFO)
     if config.workers > 1:

@@ -91,6 +91,11 @@ class ServiceConfig:
     exec_timeout: float = 60.0
     exec_concurrency: int = 4
     exec_queue: int = 1000
+    unknown_peers: str = "allow"
+    peers: dict[str, Any] = field(default_factory=dict)
+    """The ``[listen.peers]`` table (:mod:`dicomnet.services.access`)."""
+    config_file: str | None = None
+    """The TOML file the settings came from: read again on SIGHUP (access rules)."""
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -201,7 +206,7 @@ async def serve(
     _providers(config, listener)
     from dicomnet.cli.site import start_site
 
-    site = start_site(config, to_close if hasattr(to_close, "index") else None, registry)
+    site = start_site(config, to_close if hasattr(to_close, "index") else None, registry, listener)
     try:
         await listener.listen(
             config.host,

@@ -99,6 +99,13 @@ def site_options(command: _F) -> _F:
             show_default=True,
             help="Hook runs waiting at most; more are dropped and counted.",
         ),
+        click.option(
+            "--unknown-peers",
+            type=click.Choice(["allow", "refuse"]),
+            default="allow",
+            show_default=True,
+            help="Calling AE titles not in the [listen.peers] table: allowed or refused (1,1,3).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -124,6 +131,12 @@ class SiteMetrics:
         self.stable_studies = Counter(
             "dicomnet_studies_stable", "Study-stable events reported.", registry=r
         )
+        self.access_refused = Counter(
+            "dicomnet_access_refused",
+            "Associations and operations refused by the access rules, by operation.",
+            ["operation"],
+            registry=r,
+        )
         self.hook_runs = Counter(
             "dicomnet_hook_runs",
             "Hook runs by hook and outcome (succeeded, failed, timed_out, dropped).",
@@ -135,6 +148,9 @@ class SiteMetrics:
         self.pruned_studies.inc()
         self.pruned_instances.inc(study.instances)
         self.pruned_bytes.inc(study.size)
+
+    def refused(self, operation: str) -> None:
+        self.access_refused.labels(operation).inc()
 
     def hook_outcome(self, hook: str, outcome: str) -> None:
         self.hook_runs.labels(hook, outcome).inc()
@@ -148,7 +164,32 @@ class Site:
         self.pruner: Any = None
         self.stable: Any = None
         self.hooks: Any = None
+        self.access: Any = None
+        self.config_file: str | None = None
         self._event_log: Any = None
+
+    def reload(self) -> None:
+        """SIGHUP: read the access rules again from the configuration file.
+
+        Open associations are kept; a file that does not parse leaves the
+        rules in force unchanged (and says why in the log).
+        """
+        if self.access is None or self.config_file is None:
+            log.info("SIGHUP: nothing to reload (no --config file)")
+            return
+        from dicomnet.cli.listen_service import load_config
+        from dicomnet.services.access import PeerTable
+
+        try:
+            settings = load_config(self.config_file)
+            table = PeerTable.parse(
+                settings.get("peers", {}),
+                settings.get("unknown_peers", self.access.table.unknown),
+            )
+        except (OSError, ValueError) as exc:
+            log.error("SIGHUP: %s: access rules unchanged", exc)
+            return
+        self.access.reload(table)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -164,8 +205,11 @@ class Site:
             self._event_log.close()
 
 
-def start_site(config: Any, archive: Any, registry: Any = None) -> Site:
+def start_site(config: Any, archive: Any, registry: Any = None, listener: Any = None) -> Site:
     """Start what ``config`` asks for beside ``archive`` (an Archive, or None for no index).
+
+    Access rules are enforced on ``listener`` (whose handlers are registered
+    by now); with a configuration file, SIGHUP reloads them.
 
     Raises ``ValueError`` for a setting that cannot work (a hook with an
     unknown placeholder, retention without an index).
@@ -175,6 +219,8 @@ def start_site(config: Any, archive: Any, registry: Any = None) -> Site:
 
     site = Site()
     metrics = SiteMetrics(registry) if registry is not None else None
+    if listener is not None:
+        _start_access(site, config, listener, metrics)
     study_hook = instance_hook = None
     if config.exec_on_study:
         study_hook = Hook.parse("--exec-on-study", config.exec_on_study, STUDY_FIELDS)
@@ -273,3 +319,23 @@ class _InstanceHook:
                 "transfer_syntax": event.transfer_syntax,
             },
         )
+
+
+def _start_access(site: Site, config: Any, listener: Any, metrics: SiteMetrics | None) -> None:
+    from dicomnet.cli.listen_service import load_config
+    from dicomnet.services.access import AccessControl, PeerTable
+
+    peers = config.peers
+    if config.config_file and not peers:
+        peers = load_config(config.config_file).get("peers", {})
+    if not (peers or config.unknown_peers != "allow" or config.config_file):
+        return  # no rules and nothing to reload them from: every peer may do everything
+    table = PeerTable.parse(peers, config.unknown_peers)
+    site.access = AccessControl(table, on_refused=metrics.refused if metrics is not None else None)
+    site.access.attach(listener)
+    site.config_file = config.config_file
+    if config.config_file:
+        import signal
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, site.reload)
