@@ -67,6 +67,26 @@ CREATE TABLE IF NOT EXISTS site_state (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS forward_rules (
+    destination TEXT NOT NULL,
+    calling_ae TEXT NOT NULL DEFAULT '',
+    modality TEXT NOT NULL DEFAULT '',
+    sop_class TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS forward_queue (
+    pk {pk},
+    sop_instance_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    queued_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+    last_error TEXT,
+    failed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX IF NOT EXISTS forward_queue_due ON forward_queue (destination, failed, next_attempt);
+CREATE INDEX IF NOT EXISTS forward_queue_study ON forward_queue (study_uid);
 CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_pk);
 CREATE INDEX IF NOT EXISTS instances_stored_at ON instances (stored_at);
 CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);

@@ -59,9 +59,11 @@ log = logging.getLogger("dicomnet.archive.retention")
 
 DAY = 86400.0
 
-PROTECTED: list[str] = []
-"""SQL conditions (on a study UID parameter) that keep a study: set by modules
-that hold work on a study (the forwarding queue), each ``EXISTS (...)``."""
+PROTECTED: tuple[str, ...] = (
+    "EXISTS (SELECT 1 FROM forward_queue WHERE forward_queue.study_uid = ?)",
+)
+"""SQL conditions (on a study UID parameter) that keep a study: forwards still
+queued for it (:mod:`dicomnet.archive.forwarding`)."""
 
 
 @dataclass(frozen=True)

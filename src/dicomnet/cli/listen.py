@@ -28,7 +28,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         settings = load_config(value)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-    for name in ("move_destinations", "commitment_destinations"):
+    for name in ("move_destinations", "commitment_destinations", "forward"):
         if name in settings:  # back to the flags' AET=HOST:PORT form
             settings[name] = [f"{a}={h}:{p}" for a, (h, p) in settings[name].items()]
     ctx.default_map = {**(ctx.default_map or {}), **settings}
@@ -228,6 +228,7 @@ def listen(**options: Any) -> None:
     try:
         for name in ("move_destinations", "commitment_destinations"):
             options[name] = parse_ae_table(options[name], "--" + name[:-1].replace("_", "-"))
+        options["forward"] = parse_ae_table(options["forward"], "--forward")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     known = {f.name for f in fields(ServiceConfig)}

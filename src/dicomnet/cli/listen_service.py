@@ -96,6 +96,12 @@ class ServiceConfig:
     """The ``[listen.peers]`` table (:mod:`dicomnet.services.access`)."""
     config_file: str | None = None
     """The TOML file the settings came from: read again on SIGHUP (access rules)."""
+    forward: dict[str, tuple[str, int]] = field(default_factory=dict)
+    forward_rules: list[dict[str, Any]] = field(default_factory=list)
+    """``[[listen.forward-rules]]`` (:mod:`dicomnet.archive.forwarding`)."""
+    forward_associations: int = 2
+    forward_window: int = 8
+    forward_retry_max: float = 300.0
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -151,7 +157,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         name = aliases.get(name, name)
         if name not in known:
             raise ValueError(f"{path}: unknown setting {key!r}")
-        if name in ("move_destinations", "commitment_destinations"):
+        if name in ("move_destinations", "commitment_destinations", "forward"):
             value = parse_ae_table(value, key)
         elif name in SIZE_SETTINGS:
             value = parse_size(value)

@@ -106,6 +106,34 @@ def site_options(command: _F) -> _F:
             show_default=True,
             help="Calling AE titles not in the [listen.peers] table: allowed or refused (1,1,3).",
         ),
+        click.option(
+            "--forward",
+            multiple=True,
+            metavar="AET=HOST:PORT",
+            help="Forward every instance stored to this destination (repeatable); TOML"
+            " [[listen.forward-rules]] narrow by calling AE, modality, SOP class.",
+        ),
+        click.option(
+            "--forward-associations",
+            type=click.IntRange(1, 64),
+            default=2,
+            show_default=True,
+            help="Associations per forward destination.",
+        ),
+        click.option(
+            "--forward-window",
+            type=click.IntRange(1, 256),
+            default=8,
+            show_default=True,
+            help="C-STOREs outstanding on each forwarding association.",
+        ),
+        click.option(
+            "--forward-retry-max",
+            type=click.FloatRange(min=0.1),
+            default=300.0,
+            show_default=True,
+            help="Longest wait between two tries of a forward, seconds.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -137,6 +165,34 @@ class SiteMetrics:
             ["operation"],
             registry=r,
         )
+        from prometheus_client import Gauge
+
+        self.forward_sent = Counter(
+            "dicomnet_forward_sent",
+            "Instances forwarded, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.forward_failed = Counter(
+            "dicomnet_forward_failed",
+            "Forward attempts that failed (tried again later), by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.forward_waiting = Gauge(
+            "dicomnet_forward_queue_depth",
+            "Instances waiting to be forwarded, by destination.",
+            ["destination"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.forward_oldest = Gauge(
+            "dicomnet_forward_oldest_waiting_seconds",
+            "Age of the oldest instance waiting for a destination.",
+            ["destination"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.hook_runs = Counter(
             "dicomnet_hook_runs",
             "Hook runs by hook and outcome (succeeded, failed, timed_out, dropped).",
@@ -152,6 +208,9 @@ class SiteMetrics:
     def refused(self, operation: str) -> None:
         self.access_refused.labels(operation).inc()
 
+    def forwarded(self, destination: str, sent: bool) -> None:
+        (self.forward_sent if sent else self.forward_failed).labels(destination).inc()
+
     def hook_outcome(self, hook: str, outcome: str) -> None:
         self.hook_runs.labels(hook, outcome).inc()
 
@@ -165,6 +224,7 @@ class Site:
         self.stable: Any = None
         self.hooks: Any = None
         self.access: Any = None
+        self.forwarder: Any = None
         self.config_file: str | None = None
         self._event_log: Any = None
 
@@ -199,6 +259,8 @@ class Site:
                 await task
         if self.stable is not None:
             await self.stable.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self.hooks is not None:
             await self.hooks.close()
         if self._event_log is not None:
@@ -250,6 +312,7 @@ def start_site(config: Any, archive: Any, registry: Any = None, listener: Any = 
             on_pruned=metrics.pruned if metrics is not None else None,
         )
         site.tasks.append(asyncio.create_task(site.pruner.run(config.prune_interval)))
+    _start_forwarding(site, config, archive, metrics)
     if study_hook is not None or config.event_log or metrics is not None:
         from dicomnet.archive.stable import StableStudies
 
@@ -339,3 +402,59 @@ def _start_access(site: Site, config: Any, listener: Any, metrics: SiteMetrics |
 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, site.reload)
+
+
+def _start_forwarding(site: Site, config: Any, archive: Any, metrics: SiteMetrics | None) -> None:
+    """Forward to ``--forward`` and ``[listen.forward]`` destinations, by the rules."""
+    from dicomnet.archive.forwarding import Forwarder, ForwardRule
+    from dicomnet.cli.listen_service import load_config
+
+    destinations = dict(config.forward)
+    rule_table = list(config.forward_rules)
+    if config.config_file:
+        settings = load_config(config.config_file)
+        destinations = {**settings.get("forward", {}), **destinations}
+        rule_table = rule_table or list(settings.get("forward_rules", []))
+    rules = []
+    for entry in rule_table:
+        names = {k.replace("-", "_"): str(v) for k, v in dict(entry).items()}
+        unknown = set(names) - {"destination", "calling_ae", "modality", "sop_class"}
+        if unknown or "destination" not in names:
+            raise ValueError(
+                f"forward rule {entry!r}: destination, calling-ae, modality, sop-class"
+            )
+        rules.append(ForwardRule(**names))
+    ruled = {rule.destination for rule in rules}
+    rules += [ForwardRule(name) for name in destinations if name not in ruled]  # everything
+    if not destinations:
+        from dicomnet.archive.forwarding import install
+
+        # No forwarding: rules an earlier run left must not queue anything more.
+        site.tasks.append(asyncio.create_task(archive.index.run_on_index(install, [])))
+        return
+    forwarder = Forwarder(
+        archive.index,
+        destinations,
+        rules,
+        calling_ae_title=config.aet,
+        associations=config.forward_associations,
+        window=config.forward_window,
+        retry_max=config.forward_retry_max,
+        on_result=metrics.forwarded if metrics is not None else None,
+    )
+    site.forwarder = forwarder
+    archive.storage.observers.append(forwarder.wake)
+    site.tasks.append(asyncio.create_task(forwarder.start()))
+    if metrics is not None:
+        site.tasks.append(asyncio.create_task(_forward_gauges(forwarder, metrics)))
+
+
+async def _forward_gauges(forwarder: Any, metrics: SiteMetrics) -> None:
+    import time
+
+    while True:
+        await asyncio.sleep(2.0)
+        for state in forwarder.destinations.values():
+            metrics.forward_waiting.labels(state.name).set(state.waiting)
+            age = time.time() - state.oldest if state.oldest else 0.0
+            metrics.forward_oldest.labels(state.name).set(age)
