@@ -7,7 +7,7 @@ Each round ingests the same files twice into a fresh ``dicomnet listen``
 (``--fsync never``, SQLite index) with ``dicomnet store --associations 2``:
 
 * **alone**: no forwarding;
-* **forwarding**: ``--forward`` to DCMTK's ``storescp`` on loopback, so every
+* **forwarding**: ``--forward`` to DCMTK's ``storescp --fork`` on loopback, so every
   instance is queued in its row's transaction and sent on while the next ones
   arrive.
 
@@ -87,7 +87,7 @@ def one_run(files: Path, work: Path, count: int, forward: bool) -> tuple[float, 
     if forward:
         destination = free_port()
         receiver = subprocess.Popen(
-            ["/usr/bin/storescp", "-od", str(received), str(destination)],
+            ["/usr/bin/storescp", "--fork", "-od", str(received), str(destination)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "TCP_NODELAY": "1"},
         )  # fmt: skip

@@ -334,3 +334,110 @@ def test_queue_command_lists_retries_and_drops(tmp_path: Path) -> None:
     assert "2 items dropped" in cli("drop", "--uid", uid)  # both destinations
     assert "2 items dropped" in cli("drop", "--destination", "A", "--all")
     assert "B: 2 waiting" in cli("list")
+
+
+def pynetdicom_receiver(port: int, ae_title: str = "PYRECV"):
+    """A pynetdicom storage SCP keeping every dataset it receives, in memory."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    got: list = []
+
+    def on_store(event):  # type: ignore[no-untyped-def]
+        got.append(event.dataset)
+        return 0x0000
+
+    ae = AE(ae_title=ae_title)
+    ae.supported_contexts = AllStoragePresentationContexts
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    return server, got
+
+
+def pynetdicom_send(port: int, aet: str, paths: list[Path]) -> None:
+    from pynetdicom import AE
+
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(CT, EXPLICIT)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ARCHIVE")
+    assert assoc.is_established
+    try:
+        for path in paths:
+            assert assoc.send_c_store(dcmread(path)).Status == 0
+    finally:
+        assoc.release()
+
+
+def toml_rules_scenario(tmp_path: Path, index: str | None) -> None:
+    _, wanted = make_study(tmp_path / "wanted", 3)
+    _, other = make_study(tmp_path / "other", 2)
+    port, destination = free_port(), free_port()
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f'[listen.forward]\nPYRECV = "127.0.0.1:{destination}"\n\n'
+        '[[listen.forward-rules]]\ndestination = "PYRECV"\ncalling-ae = "MODALITY1"\n'
+        'modality = "CT"\n'
+    )
+    server, got = pynetdicom_receiver(destination)
+    extra = ["--config", str(config), "--forward-retry-max", "1"]
+    if index:
+        extra += ["--index", index]
+    process = listen(tmp_path / "archive", port, *extra)
+    try:
+        pynetdicom_send(port, "MODALITY1", wanted)
+        pynetdicom_send(port, "MODALITY2", other)  # matches no rule
+        wait_until(lambda: len(got) >= 3, 60)
+        time.sleep(1.0)  # time for anything wrongly forwarded to show
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        server.shutdown()
+    sent = {str(dcmread(p).SOPInstanceUID): p for p in wanted}
+    assert sorted(str(ds.SOPInstanceUID) for ds in got) == sorted(sent)
+    for ds in got:
+        assert ds.PixelData == dcmread(sent[str(ds.SOPInstanceUID)]).PixelData
+
+
+@pytest.mark.interop
+def test_toml_rules_with_pynetdicom_on_sqlite(tmp_path: Path) -> None:
+    toml_rules_scenario(tmp_path, None)
+
+
+@pytest.mark.interop
+def test_toml_rules_with_pynetdicom_on_postgresql(tmp_path: Path, postgres: str) -> None:
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute(
+            "DROP TABLE IF EXISTS instances, series, studies, patients, pruned_files,"
+            " stable_studies, site_state, forward_rules, forward_queue CASCADE"
+        )
+    toml_rules_scenario(tmp_path, postgres)
+
+
+@pytest.mark.interop
+def test_an_instance_the_destination_cannot_take_is_refused_clearly(tmp_path: Path) -> None:
+    """JPEG-compressed to a storescp that takes only uncompressed: failed, with the reason."""
+    plain = make_many(tmp_path / "plain", 1)[0]
+    jpeg = tmp_path / "jpeg.dcm"
+    done = run_dcmtk("dcmcjpeg", str(plain), str(jpeg))
+    assert done.returncode == 0, done.stderr
+    port, destination = free_port(), free_port()
+    receiver = storescp(tmp_path / "received", destination)  # uncompressed syntaxes only
+    archive = tmp_path / "archive"
+    process = listen(archive, port, "--forward", f"STORESCP=127.0.0.1:{destination}")
+    try:
+        stored = subprocess.run(  # proposes the file's own (compressed) transfer syntax
+            [sys.executable, "-m", "dicomnet", "store", "127.0.0.1", str(port), str(jpeg)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        wait_until(lambda: any(i["failed"] for i in queue_list(archive)), 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    (item,) = queue_list(archive)
+    assert item["failed"] == 1
+    syntax = str(dcmread(jpeg, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    assert syntax in item["last_error"], item  # names the transfer syntax
+    assert not list((tmp_path / "received").iterdir())

@@ -21,6 +21,11 @@ deleting their rows in one transaction per burst. **Nothing is resent once
 its success is recorded**; a crash between a destination's Success and that
 transaction (a few milliseconds) sends that instance again after the restart.
 
+**Ingestion first.** While instances are arriving, the forwarder keeps to
+one association with a small window (:data:`INGEST_WINDOW`), so receiving is
+not slowed by sending on the same event loop and cores; when arrivals pause
+it opens its pool and catches up.
+
 **Retrying.** A failure status, a lost association or a destination that
 refuses connections puts the item back with ``attempts + 1`` and
 ``next_attempt`` after an exponential backoff (1 s, 2 s, 4 s ... up to
@@ -126,6 +131,8 @@ class QueueItem:
     sop_instance_uid: str
     path: str
     attempts: int
+    sop_class_uid: str = ""
+    transfer_syntax: str = ""
 
     def __fspath__(self) -> str:
         return self.path
@@ -133,20 +140,21 @@ class QueueItem:
 
 def _due(db: Database, destination: str, now: float, limit: int, held: set[int]) -> list[QueueItem]:
     rows = db.execute(
-        "SELECT q.pk, q.sop_instance_uid, i.path, q.attempts FROM forward_queue q"
+        "SELECT q.pk, q.sop_instance_uid, i.path, q.attempts, i.sop_class_uid,"
+        " i.transfer_syntax FROM forward_queue q"
         " LEFT JOIN instances i ON i.sop_instance_uid = q.sop_instance_uid"
         " WHERE q.destination = ? AND q.failed = 0 AND q.next_attempt <= ?"
         " ORDER BY q.pk LIMIT ?",
         (destination, now, limit + len(held)),
     ).fetchall()
     items, gone = [], []
-    for pk, uid, path, attempts in rows:
+    for pk, uid, path, attempts, sop_class, syntax in rows:
         if pk in held:
             continue
         if path is None:
             gone.append(pk)  # the instance is no longer indexed: nothing to send
             continue
-        items.append(QueueItem(int(pk), uid, path, int(attempts)))
+        items.append(QueueItem(int(pk), uid, path, int(attempts), sop_class, syntax))
     if gone:
         _delete(db, gone)
     return items[:limit]
@@ -223,6 +231,13 @@ def queue_summary(db: Database) -> dict[str, tuple[int, int, float | None]]:
     }
 
 
+INGEST_QUIET = 0.5
+"""While instances arrive (one in the last half second), the forwarder keeps to one
+association with a window of :data:`INGEST_WINDOW`: the archive's event loop and the
+machine's cores go to ingestion first, and forwarding catches up when it pauses."""
+INGEST_WINDOW = 1
+
+
 def backoff(attempts: int, retry_max: float) -> float:
     """Seconds before the next try after ``attempts`` failures: 1, 2, 4 ... ``retry_max``."""
     return float(min(2 ** max(attempts, 0), retry_max))
@@ -295,6 +310,7 @@ class Forwarder:
         self.on_result = on_result
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_arrival = 0.0
         self._lock: list[Any] = []
         """The open lock file (SQLite), kept while this process leads."""
         self.leading = False
@@ -326,15 +342,24 @@ class Forwarder:
     def wake(self, event: Any = None) -> None:
         """A store observer: something may have been queued; look now, not at the next poll."""
         if event is None or getattr(event, "stored", True):
+            self._last_arrival = time.monotonic()
             for wake in self._wake.values():
                 wake.set()
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
+    @property
+    def ingesting(self) -> bool:
+        """Instances arrived in the last :data:`INGEST_QUIET` seconds: ingestion comes first."""
+        return time.monotonic() - self._last_arrival < INGEST_QUIET
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop sending: what is in flight is put back in the queue (sent again later)."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                log.warning("forwarder: %d tasks still stopping after %.0f s", len(late), timeout)
         for stream in self._lock:
             stream.close()  # releases the file lock
 
@@ -357,7 +382,7 @@ class Forwarder:
     async def _serve(self, state: DestinationState) -> None:
         queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         senders = [
-            asyncio.create_task(self._sender(state, queue)) for _ in range(self.associations)
+            asyncio.create_task(self._sender(state, queue, n)) for n in range(self.associations)
         ]
         try:
             while True:
@@ -387,14 +412,20 @@ class Forwarder:
             state.held.add(item.pk)
             queue.put_nowait(item)
 
-    async def _sender(self, state: DestinationState, queue: asyncio.Queue[QueueItem]) -> None:
+    async def _sender(
+        self, state: DestinationState, queue: asyncio.Queue[QueueItem], number: int = 0
+    ) -> None:
         from dicomnet.net import client
 
         while True:
+            while number and self.ingesting:  # only the first sender while ingesting
+                await asyncio.sleep(INGEST_QUIET)
             first = await queue.get()
             batch = [first]
             while not queue.empty() and len(batch) < self.window * 8:
                 batch.append(queue.get_nowait())
+            if queue.qsize() < self.window * 2:
+                self._wake[state.name].set()  # running low: the feeder reads more
             try:
                 contexts = _contexts(batch)
                 assoc = await client.connect(
@@ -442,9 +473,11 @@ class Forwarder:
         sent: list[QueueItem] = []
         failed: list[tuple[QueueItem, str, bool]] = []
         broken: BaseException | None = None
+        refill = True
         try:
             while (pending or in_flight) and broken is None:
-                while pending and len(in_flight) < self.window:
+                window = INGEST_WINDOW if self.ingesting else self.window
+                while pending and len(in_flight) < window:
                     item = pending.pop(0)
                     in_flight[asyncio.ensure_future(assoc.store(item.path))] = item
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -469,16 +502,19 @@ class Forwarder:
                 if len(sent) >= self.window * 4:
                     await self._settle(state, sent, [])
                     sent = []
-                if not pending and not in_flight and broken is None:
-                    # Keep the association busy with what the feeder queued meanwhile.
+                if len(pending) < self.window and broken is None and refill:
+                    # Keep the window full with what the feeder queued meanwhile, as
+                    # long as the association's contexts fit it.
                     fits = _contexts_of(assoc)
-                    while not queue.empty() and len(pending) < self.window * 8:
+                    while not queue.empty() and len(pending) < self.window:
                         item = queue.get_nowait()
+                        if fits is not None and not _covered([item], fits):
+                            queue.put_nowait(item)  # for a new association
+                            refill = False
+                            break
                         pending.append(item)
-                    if pending and fits is not None and not _covered(pending, fits):
-                        for item in pending:
-                            queue.put_nowait(item)
-                        pending = []
+                    if queue.qsize() < self.window * 2:
+                        self._wake[state.name].set()  # running low: the feeder reads more
         finally:
             for task, item in in_flight.items():
                 task.cancel()
@@ -531,24 +567,11 @@ class Forwarder:
                     self.on_result(state.name, False)
 
 
-def _meta(path: str) -> tuple[str, str]:
-    from dicomnet.dataset.part10 import read_file_meta
-
-    with open(path, "rb") as stream:
-        meta = read_file_meta(stream)
-    return meta.sop_class_uid, meta.transfer_syntax
-
-
 def _contexts(batch: list[QueueItem]) -> list[tuple[str, list[str]]]:
+    """Contexts for the batch's SOP classes and transfer syntaxes, as the index has them."""
     from dicomnet.net.store_client import storage_contexts
 
-    pairs = set()
-    for item in batch:
-        try:
-            pairs.add(_meta(item.path))
-        except (OSError, ValueError):
-            continue
-    return storage_contexts(sorted(pairs))
+    return storage_contexts(sorted({(i.sop_class_uid, i.transfer_syntax) for i in batch}))
 
 
 def _contexts_of(assoc: Any) -> set[str] | None:
@@ -559,10 +582,7 @@ def _contexts_of(assoc: Any) -> set[str] | None:
 
 
 def _covered(items: list[QueueItem], abstract_syntaxes: set[str]) -> bool:
-    try:
-        return all(_meta(item.path)[0] in abstract_syntaxes for item in items)
-    except (OSError, ValueError):
-        return False
+    return all(item.sop_class_uid in abstract_syntaxes for item in items)
 
 
 def _where(destination: str | None, uids: list[str]) -> tuple[str, list[Any]]:
