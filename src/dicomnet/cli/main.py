@@ -17,8 +17,8 @@ from dicomnet.cli.tls_options import client_ssl, tls_client_options
 from dicomnet.core import codec
 from dicomnet.errors import DicomNetError
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
 from dicomnet.net.client import AssociationTimeouts
+from dicomnet.net.requests import RequestTimeouts
 
 __all__ = ["main"]
 

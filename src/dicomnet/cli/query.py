@@ -21,8 +21,8 @@ from dicomnet.core.status import StatusClass, status_class
 from dicomnet.core.uids import MODALITY_WORKLIST_FIND, QR_MODELS, UNCOMPRESSED_TRANSFER_SYNTAXES
 from dicomnet.errors import DicomNetError
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
 from dicomnet.net.client import AssociationTimeouts
+from dicomnet.net.requests import RequestTimeouts
 
 __all__ = ["DEFAULT_RETURN_KEYS", "build_identifier", "find", "get", "move"]
 

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:func:`site_options` adds the flags, whose values land in
+:func:`dicomnet.cli.site_options.site_options` adds the flags, whose values land in
 :class:`dicomnet.cli.listen_service.ServiceConfig` fields of the same names.
 :func:`start_site` starts what they ask for once the archive exists, and
 :meth:`Site.close` stops it at shutdown:
@@ -27,117 +27,11 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import click
-
-from dicomnet.cli.common import BYTE_SIZE
-
-__all__ = ["Site", "SiteMetrics", "site_options", "start_site"]
+__all__ = ["Site", "SiteMetrics", "start_site"]
 
 log = logging.getLogger("dicomnet.cli.site")
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def site_options(command: _F) -> _F:
-    """The site flags of ``dicomnet listen`` (docs/archive.md, "Running a site")."""
-    options = [
-        click.option(
-            "--max-storage",
-            type=BYTE_SIZE,
-            help="Keep at most this many bytes of datasets: the oldest studies go first.",
-        ),
-        click.option(
-            "--keep-days",
-            type=click.FloatRange(min=0),
-            help="Delete studies whose last instance arrived more than N days ago.",
-        ),
-        click.option(
-            "--prune-interval",
-            type=click.FloatRange(min=0.1),
-            default=60.0,
-            show_default=True,
-            help="Seconds between two retention passes.",
-        ),
-        click.option(
-            "--study-stable-after",
-            type=click.FloatRange(min=0),
-            default=60.0,
-            show_default=True,
-            help="Seconds without a new instance before a study is stable (never pruned before).",
-        ),
-        click.option(
-            "--exec-on-study",
-            help="Run this command when a study is stable; {study_uid} {folder} {instances}"
-            " {calling_ae} {patient_id} are replaced in its arguments (no shell).",
-        ),
-        click.option(
-            "--exec-on-instance",
-            help="Run this command for each instance stored; {path} {sop_instance_uid}"
-            " {sop_class_uid} {study_uid} {series_uid} {folder} {calling_ae} {called_ae}"
-            " {peer} {transfer_syntax} (no shell).",
-        ),
-        click.option(
-            "--exec-timeout",
-            type=click.FloatRange(min=0.1),
-            default=60.0,
-            show_default=True,
-            help="Seconds a hook may run before it is killed.",
-        ),
-        click.option(
-            "--exec-concurrency",
-            type=click.IntRange(1, 256),
-            default=4,
-            show_default=True,
-            help="Hooks running at once.",
-        ),
-        click.option(
-            "--exec-queue",
-            type=click.IntRange(1),
-            default=1000,
-            show_default=True,
-            help="Hook runs waiting at most; more are dropped and counted.",
-        ),
-        click.option(
-            "--unknown-peers",
-            type=click.Choice(["allow", "refuse"]),
-            default="allow",
-            show_default=True,
-            help="Calling AE titles not in the [listen.peers] table: allowed or refused (1,1,3).",
-        ),
-        click.option(
-            "--forward",
-            multiple=True,
-            metavar="AET=HOST:PORT",
-            help="Forward every instance stored to this destination (repeatable); TOML"
-            " [[listen.forward-rules]] narrow by calling AE, modality, SOP class.",
-        ),
-        click.option(
-            "--forward-associations",
-            type=click.IntRange(1, 64),
-            default=2,
-            show_default=True,
-            help="Associations per forward destination.",
-        ),
-        click.option(
-            "--forward-window",
-            type=click.IntRange(1, 256),
-            default=8,
-            show_default=True,
-            help="C-STOREs outstanding on each forwarding association.",
-        ),
-        click.option(
-            "--forward-retry-max",
-            type=click.FloatRange(min=0.1),
-            default=300.0,
-            show_default=True,
-            help="Longest wait between two tries of a forward, seconds.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 class SiteMetrics:
@@ -226,6 +120,8 @@ class Site:
         self.access: Any = None
         self.forwarder: Any = None
         self.config_file: str | None = None
+        self.load_config: Callable[[str], dict[str, Any]] = _no_file
+        """Reads ``config_file`` (:func:`dicomnet.cli.listen_service.load_config`)."""
         self._event_log: Any = None
 
     def reload(self) -> None:
@@ -237,11 +133,10 @@ class Site:
         if self.access is None or self.config_file is None:
             log.info("SIGHUP: nothing to reload (no --config file)")
             return
-        from dicomnet.cli.listen_service import load_config
         from dicomnet.services.access import PeerTable
 
         try:
-            settings = load_config(self.config_file)
+            settings = self.load_config(self.config_file)
             table = PeerTable.parse(
                 settings.get("peers", {}),
                 settings.get("unknown_peers", self.access.table.unknown),
@@ -267,7 +162,17 @@ class Site:
             self._event_log.close()
 
 
-def start_site(config: Any, archive: Any, registry: Any = None, listener: Any = None) -> Site:
+def _no_file(path: str) -> dict[str, Any]:
+    raise ValueError(f"{path}: no configuration reader")
+
+
+def start_site(
+    config: Any,
+    archive: Any,
+    registry: Any = None,
+    listener: Any = None,
+    load_config: Callable[[str], dict[str, Any]] = _no_file,
+) -> Site:
     """Start what ``config`` asks for beside ``archive`` (an Archive, or None for no index).
 
     Access rules are enforced on ``listener`` (whose handlers are registered
@@ -280,6 +185,7 @@ def start_site(config: Any, archive: Any, registry: Any = None, listener: Any = 
     from dicomnet.archive.retention import Pruner, RetentionPolicy
 
     site = Site()
+    site.load_config = load_config
     metrics = SiteMetrics(registry) if registry is not None else None
     if listener is not None:
         _start_access(site, config, listener, metrics)
@@ -385,12 +291,11 @@ class _InstanceHook:
 
 
 def _start_access(site: Site, config: Any, listener: Any, metrics: SiteMetrics | None) -> None:
-    from dicomnet.cli.listen_service import load_config
     from dicomnet.services.access import AccessControl, PeerTable
 
     peers = config.peers
     if config.config_file and not peers:
-        peers = load_config(config.config_file).get("peers", {})
+        peers = site.load_config(config.config_file).get("peers", {})
     if not (peers or config.unknown_peers != "allow" or config.config_file):
         return  # no rules and nothing to reload them from: every peer may do everything
     table = PeerTable.parse(peers, config.unknown_peers)
@@ -407,12 +312,11 @@ def _start_access(site: Site, config: Any, listener: Any, metrics: SiteMetrics |
 def _start_forwarding(site: Site, config: Any, archive: Any, metrics: SiteMetrics | None) -> None:
     """Forward to ``--forward`` and ``[listen.forward]`` destinations, by the rules."""
     from dicomnet.archive.forwarding import Forwarder, ForwardRule
-    from dicomnet.cli.listen_service import load_config
 
     destinations = dict(config.forward)
     rule_table = list(config.forward_rules)
     if config.config_file:
-        settings = load_config(config.config_file)
+        settings = site.load_config(config.config_file)
         destinations = {**settings.get("forward", {}), **destinations}
         rule_table = rule_table or list(settings.get("forward_rules", []))
     rules = []
