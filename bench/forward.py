@@ -76,8 +76,9 @@ def make_files(folder: Path, count: int) -> None:
         ds.save_as(folder / f"ct{index:05d}.dcm", enforce_file_format=True)
 
 
-def one_run(files: Path, work: Path, count: int, forward: bool) -> tuple[float, float]:
-    """(ingest seconds, seconds from the ingest's end to the last forward's arrival)."""
+def one_run(files: Path, work: Path, count: int, forward: bool) -> tuple[float, float, int]:
+    """(ingest seconds, seconds from the ingest's end to the last forward's arrival,
+    instances forwarded by the time the ingest ended)."""
     archive = work / "archive"
     received = work / "received"
     received.mkdir(parents=True)
@@ -108,6 +109,7 @@ def one_run(files: Path, work: Path, count: int, forward: bool) -> tuple[float, 
         )  # fmt: skip
         ingest = time.perf_counter() - started
         ingested = time.perf_counter()
+        during = len(os.listdir(received))
         lag = 0.0
         if forward:
             deadline = time.monotonic() + 300
@@ -116,7 +118,7 @@ def one_run(files: Path, work: Path, count: int, forward: bool) -> tuple[float, 
             lag = time.perf_counter() - ingested
             if len(os.listdir(received)) < count:
                 raise RuntimeError("not everything was forwarded")
-        return ingest, lag
+        return ingest, lag, during
     finally:
         listener.terminate()
         listener.wait(timeout=60)
@@ -134,21 +136,24 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dicomnet-forward-"))
     try:
         make_files(root / "files", args.count)
-        alone, forwarding, lags = [], [], []
+        alone, forwarding, lags, during = [], [], [], []
         for round_number in range(args.rounds):
-            seconds, _ = one_run(root / "files", root / "run", args.count, False)
+            seconds, _, _ = one_run(root / "files", root / "run", args.count, False)
             alone.append(seconds)
-            seconds, lag = one_run(root / "files", root / "run", args.count, True)
+            seconds, lag, forwarded = one_run(root / "files", root / "run", args.count, True)
             forwarding.append(seconds)
             lags.append(lag)
+            during.append(forwarded)
             print(
                 f"round {round_number + 1}: alone {alone[-1]:.2f} s,"
-                f" forwarding {forwarding[-1]:.2f} s, last forward {lag:.2f} s later"
+                f" forwarding {forwarding[-1]:.2f} s ({forwarded} forwarded meanwhile),"
+                f" last forward {lag:.2f} s later"
             )
         a, f = statistics.median(alone), statistics.median(forwarding)
         print(f"ingest alone:      {args.count / a:7.0f} instances/s ({a:.2f} s)")
         print(f"ingest forwarding: {args.count / f:7.0f} instances/s ({f:.2f} s)")
         print(f"ratio: {a / f:.2f}x; forwarding done {statistics.median(lags):.2f} s after ingest")
+        print(f"forwarded while ingesting: {statistics.median(during):.0f} of {args.count}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

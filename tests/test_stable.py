@@ -240,7 +240,7 @@ def test_listen_hooks_event_log_and_kill_9_resume(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     python = shlex.quote(sys.executable)
     hooks = [
-        "--study-stable-after", "1",
+        "--study-stable-after", "2",
         "--exec-on-study", f"{python} {script} {out} study {{study_uid}} {{instances}}"
         " {calling_ae} {folder}",
         "--exec-on-instance", f"{python} {script} {out} instance {{sop_instance_uid}}"
@@ -273,7 +273,7 @@ def test_listen_hooks_event_log_and_kill_9_resume(tmp_path: Path) -> None:
     process = listen(archive, port, *hooks)
     try:
         wait_until(lambda: three in studies_reported())
-        time.sleep(2.5)  # time enough for any duplicate to show
+        time.sleep(4.0)  # time enough for any duplicate to show
     finally:
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
