@@ -187,10 +187,11 @@ def wait_until(condition, timeout: float = 60.0) -> None:
 def test_destination_down_then_up_everything_arrives_byte_for_byte(tmp_path: Path) -> None:
     _, paths = make_study(tmp_path / "sent", 30)
     sent = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
-    port, destination = free_port(), free_port()
+    port, destination, metrics = free_port(), free_port(), free_port()
     archive = tmp_path / "archive"
     process = listen(archive, port, "--forward", f"STORESCP=127.0.0.1:{destination}",
-                     "--forward-retry-max", "1")  # fmt: skip
+                     "--forward-retry-max", "1", "--metrics-port", str(metrics),
+                     "--metrics-host", "127.0.0.1")  # fmt: skip
     receiver = None
     try:
         first = run_dcmtk("storescu", "-aec", "ARCHIVE", "127.0.0.1", str(port),
@@ -200,11 +201,15 @@ def test_destination_down_then_up_everything_arrives_byte_for_byte(tmp_path: Pat
         waiting = queue_list(archive)
         assert len(waiting) == 15 and all(i["attempts"] >= 1 for i in waiting)
         assert all("association" in (i["last_error"] or "") for i in waiting)
+        wait_until(lambda: metric(metrics, "dicomnet_forward_queue_depth") == 15, 10)
+        assert metric(metrics, "dicomnet_forward_failed_total") >= 15
         receiver = storescp(tmp_path / "received", destination)
         second = run_dcmtk("storescu", "-aec", "ARCHIVE", "127.0.0.1", str(port),
                            *map(str, paths[15:]))  # fmt: skip
         assert second.returncode == 0, second.stderr
         wait_until(lambda: len(received(tmp_path / "received")) == 30 and not queue_list(archive))
+        assert metric(metrics, "dicomnet_forward_sent_total") == 30
+        wait_until(lambda: metric(metrics, "dicomnet_forward_queue_depth") == 0, 10)
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
@@ -216,6 +221,13 @@ def test_destination_down_then_up_everything_arrives_byte_for_byte(tmp_path: Pat
     for uid, copies in got.items():
         assert len(copies) == 1
         assert dataset_bytes(copies[0]) == dataset_bytes(sent[uid])
+
+
+def metric(port: int, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
 def make_many(folder: Path, count: int) -> list[Path]:

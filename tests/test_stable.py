@@ -223,6 +223,13 @@ def pynetdicom_store(port: int, paths: list[Path]) -> None:
         assoc.release()
 
 
+def metric(port: int, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
 def wait_until(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -270,10 +277,17 @@ def test_listen_hooks_event_log_and_kill_9_resume(tmp_path: Path) -> None:
         process.wait(timeout=30)
     assert three not in studies_reported()
 
-    process = listen(archive, port, *hooks)
+    metrics = free_port()
+    process = listen(archive, port, *hooks, "--metrics-port", str(metrics),
+                     "--metrics-host", "127.0.0.1")  # fmt: skip
     try:
         wait_until(lambda: three in studies_reported())
         time.sleep(4.0)  # time enough for any duplicate to show
+        assert metric(metrics, "dicomnet_studies_stable_total") == 1  # three, and only three
+        assert (
+            metric(metrics, 'dicomnet_hook_runs_total{hook="--exec-on-study",outcome="succeeded"}')
+            == 1
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)

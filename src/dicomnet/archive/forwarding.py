@@ -364,7 +364,7 @@ class Forwarder:
             stream.close()  # releases the file lock
 
     async def _measure(self) -> None:
-        """Refresh queue depth and age for the metrics every few seconds."""
+        """Refresh queue depth and age for the metrics every second."""
         while True:
             try:
                 summary = await self.index.run_on_index(queue_summary)
@@ -376,7 +376,7 @@ class Forwarder:
                 raise
             except Exception:
                 log.exception("reading the forward queue failed")
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(1.0)
 
     # -- one destination -----------------------------------------------------------------
     async def _serve(self, state: DestinationState) -> None:

@@ -357,7 +357,7 @@ async def _forward_gauges(forwarder: Any, metrics: SiteMetrics) -> None:
     import time
 
     while True:
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         for state in forwarder.destinations.values():
             metrics.forward_waiting.labels(state.name).set(state.waiting)
             age = time.time() - state.oldest if state.oldest else 0.0
