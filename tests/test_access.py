@@ -326,3 +326,34 @@ def test_unknown_peers_allowed_by_the_flag(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert len(list((tmp_path / "archive").rglob("*.dcm"))) == 1
+
+
+@pytest.mark.interop
+def test_sighup_to_the_parent_reloads_every_worker(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "site.toml"
+    config.write_text(RULES.format(move_port=free_port()))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dicomnet", "listen", "--config", str(config), "--aet", "ARCHIVE",
+         "--host", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path / "archive"),
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dcmtk_env(),
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert b"listening on" in process.stdout.readline()
+        study = "1.2.3.4"
+        for _ in range(6):  # the kernel spreads associations over both workers
+            assert find_statuses(port, "NOQUERY", study) == [0x0124]
+        config.write_text(config.read_text().replace("query = false", "query = true"))
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(find_statuses(port, "NOQUERY", study) == [0x0000] for _ in range(6)):
+                break
+            time.sleep(0.2)
+        assert all(find_statuses(port, "NOQUERY", study) == [0x0000] for _ in range(6))
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
