@@ -252,8 +252,9 @@ class StableStudies:
                 except Exception:
                     log.exception("study-stable receiver %r failed", receiver)
         if due:
-            # Everything stored before the oldest study still watched is settled.
-            mark = min([*self._last.values(), before])
+            # Everything stored before the oldest study still watched is settled. The
+            # margin covers rows whose stored_at precedes the answer time seen here.
+            mark = min([*self._last.values(), before]) - max(self.stable_after, 60.0)
             await self.index.run_on_index(_store_watermark, mark)
         return events
 
