@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         STUDY_ROOT_MOVE,
         VERIFICATION_SOP_CLASS,
     )
+    from dicomnet.net.addresses import BindError
     from dicomnet.net.association import Association, IncomingRequest, Reply
     from dicomnet.net.client import AssociationTimeouts, ClientConnection, connect
     from dicomnet.net.listener import IPType, Listener, ListenerLimits, ServerAssociation
@@ -94,6 +95,7 @@ _LAZY: dict[str, str] = {
     "ListenerLimits": "dicomnet.net.listener",
     "IPType": "dicomnet.net.listener",
     "ServerAssociation": "dicomnet.net.listener",
+    "BindError": "dicomnet.net.addresses",
     # associations and requests
     "Association": "dicomnet.net.association",
     "IncomingRequest": "dicomnet.net.association",
@@ -170,6 +172,7 @@ __all__ = [
     "AssociationAborted",
     "AssociationRejected",
     "AssociationTimeouts",
+    "BindError",
     "ClientConnection",
     "CommandField",
     "CommandSetError",

@@ -46,6 +46,7 @@ from dicomnet.core import ul
 from dicomnet.core.codec import fragment_message
 from dicomnet.core.pdu import AbortSource, AssociateAC, AssociateRJ, AssociateRQ
 from dicomnet.errors import ProtocolError
+from dicomnet.net.pdu_log import PduTracer, pdu_log
 from dicomnet.net.provider import DatasetSink
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
@@ -144,24 +145,41 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._write_stalled: asyncio.TimerHandle | None = None
         self._reported: BaseException | None = None
         """The protocol error last logged, so that each is logged once."""
+        self._owner_told: BaseException | None = None
+        """The protocol error last told to the owner, so that each is told once."""
         self._received_any = False
+        self.bytes_handed = 0
+        """Bytes handed to the transport so far (see :attr:`bytes_accepted`)."""
+        self._traced: tuple[PduTracer, PduTracer] | None = None
+        self._receiving: memoryview | None = None
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.peername = transport.get_extra_info("peername")
+        if self.peername is None:  # else set by an accept gate: the client behind a proxy
+            self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        if pdu_log.isEnabledFor(logging.DEBUG):  # dicomnet -d: every PDU in summary
+            self._traced = (
+                PduTracer("sent to", self.peername),
+                PduTracer("received from", self.peername),
+            )
         self.connection.connection_made()
         if self.idle_timeout > 0:
             self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
         self._process()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.connection.get_buffer(sizehint)
+        buffer = self.connection.get_buffer(sizehint)
+        if self._traced is not None:
+            self._receiving = buffer
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         self._received_any = True
+        if self._traced is not None and self._receiving is not None:
+            self._traced[1].feed(self._receiving[:nbytes])
         self.connection.buffer_updated(nbytes)
         self._process()
 
@@ -229,6 +247,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
                 self._discard_open_sink()
                 error = connection.protocol_error
                 if not event.by_peer and error is not None:
+                    self._owner_told = error
                     owner.protocol_error(error)
             owner.ul_event(event)
         if connection.pdus_received != self._pdus_seen:
@@ -245,6 +264,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if error is not None and error is not self._reported:
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
+            if error is not self._owner_told:  # an abort without an Aborted event (Sta2)
+                self._owner_told = error
+                self.owner.protocol_error(error)
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         sink = self.owner.dataset_sink(context_id, command)
@@ -268,6 +290,10 @@ class DicomProtocol(asyncio.BufferedProtocol):
         buffers = connection.data_to_send()
         if not transport.is_closing():
             if buffers:
+                self.bytes_handed += sum(memoryview(buffer).nbytes for buffer in buffers)
+                if self._traced is not None:
+                    for buffer in buffers:
+                        self._traced[0].feed(buffer)
                 transport.writelines(cast("list[bytes]", buffers))
             if connection.should_close:
                 transport.close()
@@ -381,6 +407,26 @@ class DicomProtocol(asyncio.BufferedProtocol):
             transport.close()
 
     # -- sending --------------------------------------------------------------------
+    @property
+    def bytes_accepted(self) -> int:
+        """Bytes the socket has taken: handed to the transport and no longer in
+        its write buffer. A send that leaves this unchanged is stalled."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.bytes_handed - buffered
+
+    def close_within(self, seconds: float) -> None:
+        """Close once what is queued has gone out, or reset the connection if the
+        socket has not taken it within ``seconds`` (a peer that stopped reading)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        if not self.closed.done():
+            timer = self._loop.call_later(seconds, lambda: self.close(reset=True))
+            self.closed.add_done_callback(lambda _: timer.cancel())
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         await self._can_write.wait()

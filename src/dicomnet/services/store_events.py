@@ -101,6 +101,8 @@ def report_store(
         duration=max(time.monotonic() - started, 0.0),
         status=status,
         path=str(record.path) if record is not None else "",
+        study_instance_uid=record.attributes.get("StudyInstanceUID", "") if record else "",
+        patient_id=record.attributes.get("PatientID", "") if record else "",
     )
     for observer in observers:
         try:
