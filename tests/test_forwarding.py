@@ -286,7 +286,8 @@ def test_kill_9_mid_forward_then_restart_loses_nothing_and_resends_nothing_recor
     copies = Counter({uid: len(files) for uid, files in received(tmp_path / "received").items()})
     assert set(copies) == sent  # nothing lost
     assert all(copies[uid] == 1 for uid in recorded)  # nothing recorded as sent came again
-    # Only what was in flight at the kill may have arrived twice.
+    # Only what was in flight, or answered and not yet recorded (at most a window
+    # each: 4 + 4), at the kill may have arrived twice.
     assert sum(copies.values()) - len(sent) <= 8
 
 

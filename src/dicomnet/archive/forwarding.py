@@ -499,7 +499,7 @@ class Forwarder:
                         failed.append((item, f"file: {error}", False))
                     else:
                         failed.append((item, f"{type(error).__name__}: {error}", False))
-                if len(sent) >= self.window * 4:
+                if len(sent) >= self.window:  # recorded soon: a crash resends little
                     await self._settle(state, sent, [])
                     sent = []
                 if len(pending) < self.window and broken is None and refill:
