@@ -393,6 +393,11 @@ class Forwarder:
                 except Exception:
                     log.exception("forwarding to %s: reading the queue failed", state.name)
                 wake = self._wake[state.name]
+                if self.ingesting:
+                    # Each stored instance wakes the feeder; while they pour in, read
+                    # the queue a few times a second, not once per instance: the
+                    # index thread is the one committing them.
+                    await asyncio.sleep(INGEST_QUIET / 2)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), self.poll_interval)
                 wake.clear()
