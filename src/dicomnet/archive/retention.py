@@ -142,6 +142,18 @@ def plan(db: Database, policy: RetentionPolicy, now: float | None = None) -> Pru
     """The studies ``policy`` deletes now, oldest last-received first."""
     now = time.time() if now is None else now
     report = PruneReport()
+    # Cheap first: the oldest instance (an index) and the total size (one column);
+    # the per-study plan below groups every row, worth it only when a limit is passed.
+    total, oldest = db.execute("SELECT sum(size), min(stored_at) FROM instances").fetchone()
+    report.total_before = int(total or 0)
+    over = policy.max_storage is not None and report.total_before > policy.max_storage
+    expiring = (
+        policy.keep_days is not None
+        and oldest is not None
+        and float(oldest) < now - policy.keep_days * DAY
+    )
+    if not (over or expiring):
+        return report
     studies = [
         StudyUsage(uid, patient or "", float(last), int(count), int(size or 0))
         for uid, patient, last, count, size in db.execute(_USAGE).fetchall()
