@@ -407,6 +407,12 @@ def toml_rules_scenario(tmp_path: Path, index: str | None) -> None:
         server.shutdown()
     sent = {str(dcmread(p).SOPInstanceUID): p for p in wanted}
     assert sorted(str(ds.SOPInstanceUID) for ds in got) == sorted(sent)
+    listing = subprocess.run(
+        [sys.executable, "-m", "dicomnet", "archive", "queue", "list",
+         *(["--index", index] if index else []), str(tmp_path / "archive")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listing.stdout.strip() == "the forwarding queue is empty", listing.stderr
     for ds in got:
         assert ds.PixelData == dcmread(sent[str(ds.SOPInstanceUID)]).PixelData
 
