@@ -84,6 +84,12 @@ POSTGRES_TRIGGER = (
 )  # fmt: skip
 """The same in PostgreSQL (14 or later, for ``CREATE OR REPLACE TRIGGER``)."""
 
+_SQLITE_DROP = (
+    "DROP TRIGGER IF EXISTS forward_on_insert",
+    "DROP TRIGGER IF EXISTS forward_on_replace",
+)
+_POSTGRES_DROP = ("DROP TRIGGER IF EXISTS forward_on_change ON instances",)
+
 _TRIGGER_LOCK = 0x6469636F6D66776E
 """PostgreSQL advisory lock key held while replacing the trigger (b"dicomfwn")."""
 
@@ -99,17 +105,19 @@ class ForwardRule:
 
 
 def install(db: Database, rules: Iterable[ForwardRule]) -> None:
-    """Create the triggers (if missing) and make ``rules`` the index's rules, atomically."""
+    """Make ``rules`` the index's rules, atomically, with the triggers that apply them;
+    no rules drop the triggers, so an archive that does not forward pays nothing per row."""
+    rules = list(rules)
     postgres = type(db).__name__.startswith("Postgres")
     db.begin()
     try:
         if postgres:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_TRIGGER_LOCK,))
-            for statement in POSTGRES_TRIGGER:
-                db.execute(statement)
+            statements = POSTGRES_TRIGGER if rules else _POSTGRES_DROP
         else:
-            for statement in SQLITE_TRIGGERS:
-                db.execute(statement)
+            statements = SQLITE_TRIGGERS if rules else _SQLITE_DROP
+        for statement in statements:
+            db.execute(statement)
         db.execute("DELETE FROM forward_rules")
         for rule in rules:
             db.execute(
