@@ -241,6 +241,7 @@ def make_many(folder: Path, count: int) -> list[Path]:
 
 
 @pytest.mark.interop
+@pytest.mark.slow
 def test_kill_9_mid_forward_then_restart_loses_nothing_and_resends_nothing_recorded(
     tmp_path: Path,
 ) -> None:
@@ -292,6 +293,7 @@ def test_kill_9_mid_forward_then_restart_loses_nothing_and_resends_nothing_recor
 
 
 @pytest.mark.interop
+@pytest.mark.slow
 def test_1000_instances_forwarded_while_ingesting(tmp_path: Path) -> None:
     """Everything stored while forwarding is forwarded (the rate: bench/forward.py)."""
     make_many(tmp_path / "sent", 1000)

@@ -251,6 +251,7 @@ def pynetdicom_studies(port: int) -> list[str]:
 
 
 @pytest.mark.interop
+@pytest.mark.slow
 def test_quota_reached_mid_run_with_storescu_and_pynetdicom(tmp_path: Path) -> None:
     """Six studies of ~33 KB under a 100 KB quota: the oldest go, the newest three stay."""
     studies = [make_study(tmp_path / f"s{n}", 4) for n in range(6)]
@@ -333,6 +334,7 @@ def test_dry_run_deletes_nothing_and_says_what_it_would(tmp_path: Path) -> None:
     assert verify(root).checked == 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_prune_then_verify_is_clean(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     make_archive(root, 60, 25)

@@ -240,6 +240,7 @@ def wait_until(condition, timeout: float = 20.0) -> None:
 
 
 @pytest.mark.interop
+@pytest.mark.slow
 def test_listen_hooks_event_log_and_kill_9_resume(tmp_path: Path) -> None:
     """storescu and pynetdicom send; hooks run per instance and per study; a kill -9
     and a restart report the pending study once, and no reported one again."""
