@@ -17,7 +17,15 @@ if ! command -v ip >/dev/null || ! command -v ss >/dev/null || ! command -v unsh
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux >/dev/null
 fi
-python -m pip install -q --disable-pip-version-check -e '.[test,speed]'
+# The test extra carries the build requirements (the packaging tests build without
+# isolation); the docs extra builds the site; the docs examples also run in network
+# namespaces (unshare, ip: above); setup.py is checked to build the pure package
+# under PyPy (Debian's pypy3).
+if ! command -v pypy3 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pypy3 >/dev/null
+fi
+python -m pip install -q --disable-pip-version-check -e '.[test,speed,docs]'
 
 python -c "import dicomnet.core.codec as c; assert c.IMPLEMENTATION == 'cython', 'compiled codec missing'; print('codec:', c.IMPLEMENTATION)"
 ruff check src tests bench

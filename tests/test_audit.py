@@ -629,3 +629,21 @@ def test_lost_collector_is_counted_in_the_metrics_and_the_archive_goes_on(tmp_pa
     lost, stored = run(scenario())
     assert lost is not None and lost >= 1
     assert stored == 60
+
+
+def test_a_title_with_control_characters_leaves_the_audit_xml_well_formed() -> None:
+    """XML 1.0 has no escape for ESC or most C0 controls: the audit trail gets
+    the printable form of what a hostile peer chose, and stays parseable."""
+    from types import SimpleNamespace
+
+    from dicomnet.services.audit_trail import AuditTrail
+
+    sent: list[str] = []
+    trail = AuditTrail(sent.append, ae_title="DICOMNET", source_id="node")
+    hostile = SimpleNamespace(calling_ae_title="EV\r\n\x1b[2J", peer_host="127.0.0.9")
+    trail.input_refused(hostile, ValueError("bad \x00 byte"))
+    (xml,) = sent
+    root = ET.fromstring(xml)
+    users = [p.get("UserID") for p in root.findall("ActiveParticipant")]
+    assert "EV\\x0d\\x0a\\x1b[2J" in users
+    assert "\\x00" in (root.findtext("EventIdentification/EventOutcomeDescription") or "")

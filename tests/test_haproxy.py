@@ -32,6 +32,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from dicomnet.archive.relational import relational_request
 from dicomnet.core.uids import STUDY_ROOT_FIND
 from dicomnet.net import client
 
@@ -159,6 +160,7 @@ async def find_through(port: int, studies: list[str]) -> tuple[dict[str, int], s
     async with client.connect(
         "127.0.0.1", port, called_ae_title="ARCHIVE", calling_ae_title="AUDITOR",
         contexts=[(STUDY_ROOT_FIND, ["1.2.840.10008.1.2.1"])],
+        extended=[relational_request(STUDY_ROOT_FIND)],  # IMAGE level by study UIDs
     ) as association:  # fmt: skip
         level = Dataset()
         level.QueryRetrieveLevel = "STUDY"

@@ -165,21 +165,27 @@ class SyncAssociation:
 
     # -- DIMSE-N and storage commitment ---------------------------------------------------
     def n_event_report(self, *args: Any, **options: Any) -> NResult:
+        """N-EVENT-REPORT (PS3.7 10.1.1), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_event_report(*args, **options))
 
     def n_get(self, *args: Any, **options: Any) -> NResult:
+        """N-GET (PS3.7 10.1.2), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_get(*args, **options))
 
     def n_set(self, *args: Any, **options: Any) -> NResult:
+        """N-SET (PS3.7 10.1.3), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_set(*args, **options))
 
     def n_action(self, *args: Any, **options: Any) -> NResult:
+        """N-ACTION (PS3.7 10.1.4), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_action(*args, **options))
 
     def n_create(self, *args: Any, **options: Any) -> NResult:
+        """N-CREATE (PS3.7 10.1.5), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_create(*args, **options))
 
     def n_delete(self, *args: Any, **options: Any) -> NResult:
+        """N-DELETE (PS3.7 10.1.6), blocking; arguments as the asynchronous association's."""
         return run(self.association.n_delete(*args, **options))
 
     def request_commitment(self, instances: Iterable[tuple[str, str]], **options: Any) -> Any:
@@ -192,9 +198,11 @@ class SyncAssociation:
 
     # -- association control ------------------------------------------------------------
     def release(self) -> None:
+        """A-RELEASE, after outstanding requests are answered."""
         run(self.association.release())
 
     def abort(self) -> None:
+        """A-ABORT at once; outstanding requests fail."""
         run(self.association.abort())
 
     def __enter__(self) -> SyncAssociation:
@@ -281,6 +289,8 @@ class Listener:
     **options
         The other arguments of :class:`dicomnet.net.listener.Listener`.
 
+    Notes
+    -----
     The registration methods mirror the asynchronous listener's and take
     plain functions (see :func:`plain_handler`); :attr:`listener` is the
     asynchronous listener itself, for anything else (``move_destinations``,

@@ -131,6 +131,8 @@ class Archive:
         ).attach(listener)
 
     async def close(self) -> None:
+        """Release the storage's prefetched temporary files and the index connection;
+        call once the listener has stopped, so no commit is cut short."""
         self.storage.close()
         await self.index.close()
 

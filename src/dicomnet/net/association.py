@@ -201,8 +201,6 @@ class Association(ServiceUser):
 
     Parameters
     ----------
-    protocol : DicomProtocol
-        The transport protocol of this association.
     handlers : dict
         Request handlers by request :class:`dicomnet.core.dimse.CommandField`.
     timeouts : RequestTimeouts
@@ -510,6 +508,7 @@ class Association(ServiceUser):
                     getattr(message, "message_id", "?"),
                     problem,
                 )
+                self.request_refused(incoming, problem)
                 await self._respond(incoming, Reply(problem))
             elif handler is None:
                 await self._respond(incoming, Reply(self.unhandled_status(message)))
@@ -519,6 +518,10 @@ class Association(ServiceUser):
             pass
         except DicomNetError as exc:
             log.info("request %s not answered: %s", type(message).__name__, exc)
+
+    def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        """A request answered ``status`` by its own validation, before any handler ran;
+        the listener tells its observers (a refused C-STORE is still a C-STORE answered)."""
 
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""

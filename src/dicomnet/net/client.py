@@ -201,6 +201,9 @@ class ClientConnection(Association):
 
     # -- ProtocolOwner ---------------------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
+        """Act on an Upper Layer event of the requestor (PS3.8 9.2): resolve ``connect``
+        on A-ASSOCIATE-AC or -RJ, fail waiting requests on abort or close, and call
+        the fo-dicom style callbacks."""
         if isinstance(event, ul.AssociateAccepted):
             assert self.request is not None and self.protocol is not None
             self.accept = event.ac

@@ -49,7 +49,6 @@ from ssl import SSLContext
 from typing import Any
 
 from dicomnet.core import ul
-from dicomnet.core.agreement import printable_ae_title
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.negotiation import (
     MAX_PRESENTATION_CONTEXTS,
@@ -66,6 +65,7 @@ from dicomnet.core.pdu import (
     RejectResult,
     RejectSource,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -78,7 +78,7 @@ from dicomnet.core.uids import (
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
 from dicomnet.net.addresses import bind_plan
-from dicomnet.net.association import Association, Handler
+from dicomnet.net.association import Association, Handler, IncomingRequest
 from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.proxy import AcceptGate, ProxyPolicy
 from dicomnet.net.requests import RequestTimeouts
@@ -212,16 +212,20 @@ class ServerAssociation(Association):
 
     @property
     def calling_ae_title(self) -> str:
-        """The requestor's AE title, unpadded, control characters escaped for logs."""
-        return printable_ae_title(self.request.calling_ae_title) if self.request else ""
+        """The requestor's AE title as sent, unpadded: the value (the per-AE cap's
+        key, the Source AE Title of what it stores, the event log), never escaped
+        here; a log line escapes it (:func:`dicomnet.core.text.printable`)."""
+        return self.request.calling_ae_title if self.request else ""
 
     @property
     def called_ae_title(self) -> str:
         """The AE title the requestor called, as :attr:`calling_ae_title`."""
-        return printable_ae_title(self.request.called_ae_title) if self.request else ""
+        return self.request.called_ae_title if self.request else ""
 
     # -- ProtocolOwner -----------------------------------------------------------------
     def ul_event(self, event: ul.Event) -> None:
+        """Act on an Upper Layer event of the acceptor (PS3.8 9.2): negotiate an
+        A-ASSOCIATE-RQ, release once in-flight requests are answered, log aborts."""
         if isinstance(event, ul.AssociateRequested):
             self._association_requested(event.rq)
         elif isinstance(event, ul.ReleaseRequested):
@@ -258,8 +262,8 @@ class ServerAssociation(Association):
         if listener.closing or (cap and listener.association_count >= cap) or over:
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
-                "rejecting %r from %s: %d associations open",
-                rq.calling_ae_title,
+                "rejecting %s from %s: %d associations open",
+                printable(rq.calling_ae_title, quote=True),
                 protocol.peername,
                 cap,
             )
@@ -279,11 +283,11 @@ class ServerAssociation(Association):
         if isinstance(answer, AssociateRJ):
             if answer is not LOCAL_LIMIT_EXCEEDED:
                 log.info(
-                    "rejecting association from %s (calling %r, called %r): "
+                    "rejecting association from %s (calling %s, called %s): "
                     "result %d, source %d, reason %d",
                     self.peer,
-                    rq.calling_ae_title,
-                    rq.called_ae_title,
+                    printable(rq.calling_ae_title, quote=True),
+                    printable(rq.called_ae_title, quote=True),
                     answer.result,
                     answer.source,
                     answer.reason,
@@ -330,7 +334,14 @@ class ServerAssociation(Association):
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
+    def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        """Tell the listener's observers of a request its own validation refused, so
+        that a refused C-STORE is still counted and logged as answered."""
+        self.listener.notify("request_refused", self, incoming, status)
+
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
+        """Where an incoming dataset goes: the listener's sink factory (e.g. a
+        :class:`~dicomnet.services.storage.FolderStorage` file), or memory if none."""
         factory = self.listener.dataset_sink
         if factory is None:
             return None
@@ -405,7 +416,9 @@ class Listener:
         self.observers: list[Any] = []
         """Told of every association: ``association_accepted(association)``,
         ``association_rejected(association, rj)`` and
-        ``association_ended(association, error)`` (error None on a release);
+        ``association_ended(association, error)`` (error None on a release),
+        and of every request its own validation refused before any handler:
+        ``request_refused(association, request, status)``;
         an observer may define any of them (see :mod:`dicomnet.services.store_events`)."""
         self.admit: Callable[[ServerAssociation], bool] | None = None
         """Consulted before accepting, after negotiation: False rejects with
@@ -429,12 +442,12 @@ class Listener:
             limits.max_associations_per_address,
         )
         if per_ae and self._per_ae[calling_ae_title] >= per_ae:
-            log.info("rejecting %r: %d associations of this AE title", calling_ae_title, per_ae)
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations of this AE title", title, per_ae)
             return True
         if per_address and self._per_address[address] >= per_address:
-            log.info(
-                "rejecting %r: %d associations from %s", calling_ae_title, per_address, address
-            )
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations from %s", title, per_address, address)
             return True
         return False
 

@@ -27,6 +27,7 @@ import struct
 from typing import Any
 
 from dicomnet.core.codec import decode_pdu, parse_pdata
+from dicomnet.core.text import printable
 
 __all__ = [
     "PDU_NAMES",
@@ -73,7 +74,7 @@ def summarize_pdu(pdu_type: int, body: Any) -> str:
             return head
         value = decode_pdu(pdu_type, body)
     except Exception as exc:  # a malformed PDU is summarised, not raised from a log line
-        return f"{head}: malformed ({exc})"
+        return f"{head}: malformed ({printable(exc)})"
     if pdu_type in (0x01, 0x02):
         info = value.user_information
         contexts = ", ".join(_context(item) for item in value.presentation_contexts)
@@ -85,9 +86,11 @@ def summarize_pdu(pdu_type: int, body: Any) -> str:
 
 
 def _context(item: Any) -> str:
+    """The peer chose these UIDs: escaped (:func:`dicomnet.core.text.printable`)."""
     if hasattr(item, "abstract_syntax"):
-        return f"{item.context_id}: {item.abstract_syntax} [{' '.join(item.transfer_syntaxes)}]"
-    return f"{item.context_id}: result {item.result} {item.transfer_syntax}".rstrip()
+        syntaxes = " ".join(printable(uid) for uid in item.transfer_syntaxes)
+        return f"{item.context_id}: {printable(item.abstract_syntax)} [{syntaxes}]"
+    return f"{item.context_id}: result {item.result} {printable(item.transfer_syntax)}".rstrip()
 
 
 def _fields(value: Any) -> str:
@@ -188,6 +191,8 @@ def summarize_message(message: Any, context_id: int, dataset_length: int | None)
                 continue
             if field.name == "status":
                 value = f"0x{int(value):04X}"
+            elif isinstance(value, str):  # UIDs, AE titles: the peer's to choose
+                value = printable(value)
             fields.append(f"{field.name}={value}")
     dataset = f", dataset {dataset_length} bytes" if dataset_length is not None else ", no dataset"
     return f"{command} on context {context_id}: {', '.join(fields)}{dataset}"

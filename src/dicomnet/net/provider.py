@@ -142,6 +142,7 @@ class StoreEvent:
         return self.status in STORED_STATUSES
 
     def as_json(self) -> str:
+        """One line of the event log: UTC time to the millisecond, status in hex."""
         fields = asdict(self)
         fields["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time)) + (
             f".{int(self.time % 1 * 1000):03d}Z"

@@ -56,6 +56,7 @@ from dicomnet.core.proxy_protocol import (
     ProxyProtocolError,
     looks_like_header,
 )
+from dicomnet.net.transport import RECHECK_DELAY, RECHECKS, peer_moved
 
 __all__ = ["AcceptGate", "ProxyPolicy"]
 
@@ -270,8 +271,13 @@ class AcceptGate(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _timed_out(self) -> None:
+    def _timed_out(self, recheck: int = RECHECKS) -> None:
         self._timer = None
+        if recheck and not self._handed_over and peer_moved(self.transport):
+            # bytes sent in time, read late (the process stalled): read them first
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(RECHECK_DELAY, self._timed_out, recheck - 1)
+            return
         if not self._handed_over and self.transport is not None:
             log.info(
                 "no %s from %s within %.0f s: closing",

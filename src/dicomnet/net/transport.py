@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
@@ -45,6 +46,7 @@ from typing import Any, Protocol, cast
 from dicomnet.core import ul
 from dicomnet.core.codec import fragment_message
 from dicomnet.core.pdu import AbortSource, AssociateAC, AssociateRJ, AssociateRQ
+from dicomnet.core.text import printable
 from dicomnet.errors import ProtocolError
 from dicomnet.net.pdu_log import PduTracer, pdu_log
 from dicomnet.net.provider import DatasetSink
@@ -58,6 +60,36 @@ SEND_BATCH_BYTES = 4 << 20
 
 WRITE_BUFFER_HIGH = 8 << 20
 """High-water mark of the transport's write buffer before sending waits."""
+
+RECHECK_DELAY = 0.001
+RECHECKS = 64
+"""A timer that finds the peer's bytes waiting (or its window open) looks again
+this many times, this many seconds apart, letting the event loop read first."""
+
+
+def peer_moved(transport: asyncio.BaseTransport | None, *, writing: bool = False) -> bool:
+    """Whether the socket holds bytes from the peer not yet read (or, ``writing``,
+    has room again) that the event loop has not yet handled.
+
+    After the process stalls (SIGSTOP, a VM pause, a long GC or fsync), the
+    event loop runs overdue timers before it reads: on Linux, ``epoll_wait``
+    returns EINTR on SIGCONT and Python then reports no event at all. A timer
+    that fired now would judge the state of the moment the process stopped;
+    what the socket holds is what the peer actually did, in time.
+    """
+    if transport is None or transport.is_closing():
+        return False
+    if not writing and not getattr(transport, "is_reading", lambda: True)():
+        return False  # reading is paused on purpose: bytes wait there by design
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class ProtocolOwner(Protocol):
@@ -218,8 +250,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._write_stalled.cancel()
             self._write_stalled = None
 
-    def _write_timed_out(self) -> None:
+    def _write_timed_out(self, recheck: int = RECHECKS) -> None:
         self._write_stalled = None
+        if recheck and peer_moved(self.transport, writing=True):
+            self._write_stalled = self._loop.call_later(
+                RECHECK_DELAY, self._write_timed_out, recheck - 1
+            )
+            return
         if self.transport is not None and not self.transport.is_closing():
             log.warning(
                 "dropping the connection to %s: it read nothing for %.0f s",
@@ -263,7 +300,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         error = self.connection.protocol_error
         if error is not None and error is not self._reported:
             self._reported = error
-            log.warning("aborting association with %s: %s", self.peername, error)
+            log.warning("aborting association with %s: %s", self.peername, printable(error))
             if error is not self._owner_told:  # an abort without an Aborted event (Sta2)
                 self._owner_told = error
                 self.owner.protocol_error(error)
@@ -303,9 +340,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
         else:
             self._cancel_artim()
 
-    def _idle_check(self) -> None:
+    def _idle_check(self, recheck: int = RECHECKS) -> None:
         """Abort an established association whose peer has gone quiet; else look again later."""
         self._idle = None
+        if recheck and peer_moved(self.transport):
+            self._idle = self._loop.call_later(RECHECK_DELAY, self._idle_check, recheck - 1)
+            return
         quiet = self._loop.time() - self._last_pdu
         if self.owner.busy():
             self._idle = self._loop.call_later(min(self.idle_timeout, 1.0), self._idle_check)
@@ -321,8 +361,11 @@ class DicomProtocol(asyncio.BufferedProtocol):
         elif self.transport is not None and not self.transport.is_closing():
             self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
 
-    def _artim_fired(self) -> None:
+    def _artim_fired(self, recheck: int = RECHECKS) -> None:
         self._artim = None
+        if recheck and peer_moved(self.transport):
+            self._artim = self._loop.call_later(RECHECK_DELAY, self._artim_fired, recheck - 1)
+            return
         if self.connection.state is ul.State.STA2:
             log.info(
                 "no association request from %s within %.0f s: closing",

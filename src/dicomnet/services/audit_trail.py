@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dicomnet.core.dimse import CommandField
+from dicomnet.core.text import printable
 from dicomnet.net.association import IncomingRequest, as_reply
 from dicomnet.services.audit import (
     EV,
@@ -126,7 +127,7 @@ class AuditTrail:
     @staticmethod
     def _peer(association: Any, role: Code | None = None) -> Participant:
         return Participant(
-            association.calling_ae_title.strip() or "-",
+            printable(association.calling_ae_title.strip()) or "-",
             True,
             role,
             network_access_point=association.peer_host,
@@ -189,9 +190,9 @@ class AuditTrail:
         """A connection or association aborted for hostile or malformed input."""
         self.security_alert(
             association.peer_host,
-            f"aborted for bad input: {error}",
+            f"aborted for bad input: {printable(error)}",
             EV.USE_OF_RESTRICTED_FUNCTION,
-            user_id=association.calling_ae_title,
+            user_id=printable(association.calling_ae_title),
         )
 
     def security_alert(self, address: str, reason: str, kind: Code, *, user_id: str = "") -> None:
@@ -214,7 +215,8 @@ class AuditTrail:
         stored = self._stored.get(event.association)
         if stored is None:
             host = event.peer.rpartition(":")[0].strip("[]")
-            stored = _Stored(host, event.calling_ae_title.strip(), event.called_ae_title.strip())
+            calling, called = event.calling_ae_title.strip(), event.called_ae_title.strip()
+            stored = _Stored(host, printable(calling), printable(called))  # XML holds no controls
             self._stored[event.association] = stored
         if not event.stored:
             stored.failed += 1

@@ -48,6 +48,7 @@ from dicomnet.core.status import (
     PROCESSING_FAILURE,
     SUCCESS,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     STORAGE_COMMITMENT_PUSH,
     STORAGE_COMMITMENT_PUSH_INSTANCE,
@@ -141,6 +142,8 @@ class CommitmentWaiter:
         self._waiting: dict[str, asyncio.Future[CommitmentResult]] = {}
 
     def expect(self, transaction_uid: str) -> asyncio.Future[CommitmentResult]:
+        """A future for the report of ``transaction_uid``, registered before the
+        N-ACTION goes out so that a report arriving at once is not missed (PS3.4 J.3)."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[transaction_uid] = future
         return future
@@ -184,7 +187,7 @@ class CommitmentWaiter:
         )
         future = self._waiting.pop(uid, None)
         if future is None:
-            log.warning("storage commitment report for unknown transaction %s", uid)
+            log.warning("storage commitment report for unknown transaction %s", printable(uid))
         elif not future.done():
             future.set_result(result)
         return SUCCESS

@@ -19,7 +19,9 @@ when the command or the dataset's UIDs cannot be understood.
 Files are named only from validated UIDs (digits and dots, at most 64
 characters), so no peer value reaches a path unchecked. With the study layout
 the Study and Series Instance UIDs are read from the written file's header at
-commit, and must be valid too.
+commit, and must be valid too. In either layout the dataset must parse in the
+negotiated transfer syntax (:func:`dicomnet.dataset.attributes.read_stored_attributes`)
+and carry the command's SOP Instance UID before Success; otherwise C000.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from dicomnet.core.status import (
     WARNING,
 )
 from dicomnet.core.uids import is_valid_uid
-from dicomnet.dataset.attributes import read_file_attributes
+from dicomnet.dataset.attributes import UnreadableDataset, read_stored_attributes
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.provider import DatasetSink, StoreObserver
@@ -82,10 +84,14 @@ INCOMING = ".incoming"
 """The folder, inside the storage folder, of files still being received."""
 
 _PLACEMENT_TAGS = {
+    0x00080016: "SOPClassUID",
     0x00080018: "SOPInstanceUID",
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
 }
+
+_IDENTITY_TAGS = {0x00080016: "SOPClassUID", 0x00080018: "SOPInstanceUID"}
+"""What the flat layout reads of a dataset: enough to know it parses and is the command's."""
 
 DIGEST_WINDOW = 16 << 20
 """Bytes of a stored file mapped at once to compute its digest."""
@@ -351,6 +357,8 @@ class FolderStorage:
         indexes the instance); it returns the status to answer. Without it
         the status is :meth:`status_of` the record.
 
+    Notes
+    -----
     Temporary files live in ``folder/.incoming``; leftovers of a process that
     no longer runs are removed when a storage opens the folder.
 
@@ -453,6 +461,20 @@ class FolderStorage:
         """Serve C-STORE on ``listener`` with this storage."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
+        if self not in listener.observers:  # told of C-STOREs refused before the handler
+            listener.observers.append(self)
+
+    def request_refused(self, association: Any, request: IncomingRequest, status: int) -> None:
+        """A listener observer: a C-STORE refused before its handler ran.
+
+        The request's own validation (an invalid SOP Instance UID: C000; a
+        SOP Class other than the context's: A900, PS3.4 B.2.3) answers it
+        without the handler, yet it is a C-STORE answered like any other, and
+        the attempts a hostile peer makes: the observers (event log, metrics)
+        hear of it.
+        """
+        if getattr(request.message, "command_field", None) == C_STORE_RQ:
+            report_store(self.observers, request, status, None, dataset_started(request))
 
     def sink(
         self, association: Any, context_id: int, command: dict[int, Any]
@@ -481,27 +503,31 @@ class FolderStorage:
             header,
             self.fsync,
             temp_name,
-            functools.partial(self._install, instance_uid=instance_uid),
+            functools.partial(self._install, instance_uid=instance_uid, class_uid=class_uid),
             digest=self.digest,
             opened=self._temp_file(),
         )
 
     # -- installing a committed file (in the commit's thread) ----------------------------
-    def _install(self, sink: StoreSink, *, instance_uid: str) -> Installed:
+    def _install(self, sink: StoreSink, *, instance_uid: str, class_uid: str) -> Installed:
         """Move a sealed temporary file to its place under the duplicate policy."""
         temp = os.fspath(sink.temp_path or "")
-        attributes: dict[str, str] = {}
         directory = self._folder_name
+        # The dataset must parse in the negotiated syntax before Success (C000 otherwise).
+        try:
+            wanted = self.attribute_tags if self.layout == "study" else _IDENTITY_TAGS
+            attributes = read_stored_attributes(temp, wanted)
+        except UnreadableDataset as exc:
+            raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
+        if attributes.get("SOPInstanceUID", "") != instance_uid:
+            reason = "the dataset's SOP Instance UID is not the command's"
+            raise Rejected(CANNOT_UNDERSTAND, reason)
+        if attributes.get("SOPClassUID", class_uid) != class_uid:  # PS3.4 B.2.3
+            reason = "the dataset's SOP Class UID is not the command's"
+            raise Rejected(DATASET_DOES_NOT_MATCH, reason)
         if self.layout == "study":
-            try:
-                attributes = read_file_attributes(temp, self.attribute_tags)
-            except Exception as exc:  # pydicom raises many kinds on a malformed dataset
-                raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
             study = attributes.get("StudyInstanceUID", "")
             series = attributes.get("SeriesInstanceUID", "")
-            if attributes.get("SOPInstanceUID", "") != instance_uid:
-                reason = "the dataset's SOP Instance UID is not the command's"
-                raise Rejected(CANNOT_UNDERSTAND, reason)
             if not (is_valid_uid(study) and is_valid_uid(series)):
                 raise Rejected(CANNOT_UNDERSTAND, "no valid Study and Series Instance UIDs")
             directory = self._make_folders(study, series)

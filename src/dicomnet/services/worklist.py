@@ -104,6 +104,7 @@ class WorklistProvider:
         self.folder = Path(folder)
 
     def attach(self, listener: Any) -> None:
+        """Serve Modality Worklist C-FIND on ``listener`` from this folder."""
         listener.on_c_find(self.handle_find, models=(MODALITY_WORKLIST_FIND,))
 
     def items(self) -> list[Any]:
@@ -132,6 +133,8 @@ class WorklistProvider:
         return found
 
     async def handle_find(self, request: IncomingRequest) -> AsyncIterator[Reply]:
+        """One Pending response per matching item, read afresh for each query so
+        that items added to the folder serve at once; stops on C-CANCEL."""
         query = request.dataset
         for item in await asyncio.to_thread(self.items):
             if request.cancelled:
