@@ -51,6 +51,23 @@ from dicomnet.dataset.matching import matches
         ("PT", "CS", ["CT", "MR"], False),
         # sequences are not matched
         ("", "SQ", None, True),
+        # person names: component groups, case, trailing components, Unicode forms
+        ("山田^太郎", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("やまだ^たろう", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("yamada^tarou", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("=山田^太郎", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("=山田^次郎", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", False),
+        ("Yamada^Tarou=山田^次郎", "PN", "Yamada^Tarou=山田^太郎", False),
+        ("山田*", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("Yamada*", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", True),
+        ("山本*", "PN", "Yamada^Tarou=山田^太郎=やまだ^たろう", False),
+        ("MÜLLER^JÜRGEN", "PN", "Müller^Jürgen", True),
+        ("Müller^Jürgen", "PN", "Müller^Jürgen^^^", True),
+        ("Mu\u0308ller*", "PN", "Müller^Jürgen", True),
+        ("Muller^Jurgen", "PN", "Müller^Jürgen", False),
+        ("иванов^иван", "PN", "Иванов^Иван", True),
+        ("Грудная*", "LO", "Грудная клетка", True),
+        ("грудная*", "LO", "Грудная клетка", False),
     ],
 )
 def test_matching(key: str, vr: str, stored, expected: bool) -> None:

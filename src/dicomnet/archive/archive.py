@@ -240,8 +240,8 @@ def _response(identifier: Any, row: dict[str, Any], level: str) -> Any:
     from pydicom.dataset import Dataset
 
     response = Dataset()
-    if "SpecificCharacterSet" in identifier:
-        response.SpecificCharacterSet = identifier.SpecificCharacterSet
+    if row.get("SpecificCharacterSet"):  # the set of what it carries, not the request's
+        response.SpecificCharacterSet = row["SpecificCharacterSet"].split("\\")
     response.QueryRetrieveLevel = level
     wanted = [element.keyword for element in identifier] + [UNIQUE_KEY[level]]
     for keyword in wanted:

@@ -31,31 +31,77 @@ _TABLES = """
 CREATE TABLE IF NOT EXISTS patients (
     pk {pk},
     patient_id TEXT NOT NULL,
-    patient_name TEXT, birth_date TEXT, sex TEXT,
+    patient_name TEXT, birth_date TEXT, sex TEXT, charset TEXT,
     UNIQUE (patient_id, patient_name)
 );
 CREATE TABLE IF NOT EXISTS studies (
     study_uid TEXT PRIMARY KEY,
     patient_pk BIGINT NOT NULL REFERENCES patients (pk),
     study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT,
-    study_description TEXT, referring_physician TEXT
+    study_description TEXT, referring_physician TEXT, charset TEXT
 );
 CREATE TABLE IF NOT EXISTS series (
     series_uid TEXT PRIMARY KEY,
     study_uid TEXT NOT NULL REFERENCES studies (study_uid),
-    modality TEXT, series_number TEXT, series_description TEXT, body_part TEXT
+    modality TEXT, series_number TEXT, series_description TEXT, body_part TEXT, charset TEXT
 );
 CREATE TABLE IF NOT EXISTS instances (
     sop_instance_uid TEXT PRIMARY KEY,
     series_uid TEXT NOT NULL REFERENCES series (series_uid),
     sop_class_uid TEXT NOT NULL, instance_number TEXT,
     path TEXT NOT NULL, size BIGINT NOT NULL, transfer_syntax TEXT NOT NULL,
-    sha256 TEXT NOT NULL, stored_at DOUBLE PRECISION NOT NULL, source_ae_title TEXT
+    sha256 TEXT NOT NULL, stored_at DOUBLE PRECISION NOT NULL, source_ae_title TEXT,
+    charset TEXT
 );
+CREATE TABLE IF NOT EXISTS pruned_files (
+    path TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    pruned_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stable_studies (
+    study_uid TEXT PRIMARY KEY,
+    reported_last DOUBLE PRECISION NOT NULL,
+    reported_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS site_state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forward_rules (
+    destination TEXT NOT NULL,
+    calling_ae TEXT NOT NULL DEFAULT '',
+    modality TEXT NOT NULL DEFAULT '',
+    sop_class TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS forward_queue (
+    pk {pk},
+    sop_instance_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    queued_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+    last_error TEXT,
+    failed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX IF NOT EXISTS forward_queue_due ON forward_queue (destination, failed, next_attempt);
+CREATE INDEX IF NOT EXISTS forward_queue_study ON forward_queue (study_uid);
 CREATE INDEX IF NOT EXISTS studies_patient ON studies (patient_pk);
+CREATE INDEX IF NOT EXISTS instances_stored_at ON instances (stored_at);
 CREATE INDEX IF NOT EXISTS series_study ON series (study_uid);
 CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);
 """
+
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("patients", "charset", "TEXT"),
+    ("studies", "charset", "TEXT"),
+    ("series", "charset", "TEXT"),
+    ("instances", "charset", "TEXT"),
+)
+"""Columns added since the first schema: ``(table, column, type)``. An index
+created before them gains them when it is opened (their values NULL, which
+reads as "not recorded")."""
 
 SQLITE_SCHEMA = _TABLES.format(pk="INTEGER PRIMARY KEY")
 """The index's tables in SQLite (``INTEGER PRIMARY KEY`` is the rowid)."""
@@ -96,6 +142,14 @@ class SQLiteDatabase:
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SQLITE_SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
         self._db = db
 
     def execute(self, sql: str, params: Any = ()) -> Any:
@@ -131,6 +185,8 @@ class PostgresDatabase:
             for statement in POSTGRES_SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            for table, column, kind in ADDED_COLUMNS:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         finally:
             self._db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 

@@ -29,9 +29,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dicomnet.archive.database import SQLITE_SCHEMA, Database, is_database_url, open_database
+from dicomnet.dataset.charsets import response_character_set
 from dicomnet.dataset.matching import key_text, matches
 
 __all__ = [
@@ -69,8 +70,16 @@ ATTRIBUTES: dict[str, tuple[str, str, str]] = {
     "SOPInstanceUID": ("IMAGE", "sop_instance_uid", "UI"),
     "SOPClassUID": ("IMAGE", "sop_class_uid", "UI"),
     "InstanceNumber": ("IMAGE", "instance_number", "IS"),
+    "SpecificCharacterSet": ("IMAGE", "charset", "CS"),
 }
-"""The attributes the index stores and matches on, by level."""
+"""The attributes the index stores and matches on, by level.
+
+Text values are stored decoded (Unicode). Specific Character Set is stored at
+every level (column ``charset``), as the set the level's values were decoded
+with, so that a C-FIND response can declare the set of what it carries
+(:mod:`dicomnet.dataset.charsets`); it is never a matching key."""
+
+CHARSET = "SpecificCharacterSet"
 
 COMPUTED = {
     "NumberOfPatientRelatedStudies": ("PATIENT", "IS"),
@@ -108,6 +117,7 @@ class IndexEntry:
 
 
 TAGS: dict[int, str] = {
+    0x00080005: "SpecificCharacterSet",
     0x00080016: "SOPClassUID",
     0x00080018: "SOPInstanceUID",
     0x00080020: "StudyDate",
@@ -150,16 +160,17 @@ _UPDATE_STUDY = (
     "UPDATE SET patient_pk = excluded.patient_pk, study_date = excluded.study_date,"
     " study_time = excluded.study_time, accession_number = excluded.accession_number,"
     " study_id = excluded.study_id, study_description = excluded.study_description,"
-    " referring_physician = excluded.referring_physician"
+    " referring_physician = excluded.referring_physician, charset = excluded.charset"
 )
 _UPDATE_SERIES = (
     "UPDATE SET study_uid = excluded.study_uid, modality = excluded.modality,"
     " series_number = excluded.series_number, series_description = excluded.series_description,"
-    " body_part = excluded.body_part"
+    " body_part = excluded.body_part, charset = excluded.charset"
 )
 """With ``replace``, a replaced instance's study and series take its values."""
 
 _Item = IndexEntry | Callable[[], IndexEntry]
+_T = TypeVar("_T")
 
 
 def _columns(level: str) -> list[tuple[str, str]]:
@@ -200,6 +211,16 @@ class ArchiveIndex:
 
     async def _call(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def run_on_index(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(db, *args)`` on the index's worker thread, between group commits.
+
+        For the archive's own maintenance (retention, queues): ``db`` is the
+        index's connection (:class:`dicomnet.archive.database.Database`);
+        ``function`` manages its transactions and keeps them short, since
+        arriving instances wait for it.
+        """
+        return await self._call(lambda: function(self._connect(), *args))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Finish queued work and close the database."""
@@ -296,30 +317,34 @@ class ArchiveIndex:
     @staticmethod
     def _insert_one(db: Database, entry: IndexEntry, replace: bool) -> str | None:
         a = entry.attributes
+        charset = a.get(CHARSET, "")
         db.execute(
-            "INSERT INTO patients (patient_id, patient_name, birth_date, sex) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (patient_id, patient_name) DO NOTHING",
-            (a["PatientID"], a["PatientName"], a["PatientBirthDate"], a["PatientSex"]),
+            "INSERT INTO patients (patient_id, patient_name, birth_date, sex, charset)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (patient_id, patient_name) DO NOTHING",
+            (a["PatientID"], a["PatientName"], a["PatientBirthDate"], a["PatientSex"], charset),
         )
         (patient_pk,) = db.execute(
             "SELECT pk FROM patients WHERE patient_id = ? AND patient_name = ?",
             (a["PatientID"], a["PatientName"]),
         ).fetchone()
         db.execute(
-            "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO "
+            "INSERT INTO studies (study_uid, patient_pk, study_date, study_time,"
+            " accession_number, study_id, study_description, referring_physician, charset)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO "
             + (_UPDATE_STUDY if replace else "NOTHING"),
             (
                 a["StudyInstanceUID"], patient_pk, a["StudyDate"], a["StudyTime"],
                 a["AccessionNumber"], a["StudyID"], a["StudyDescription"],
-                a["ReferringPhysicianName"],
+                a["ReferringPhysicianName"], charset,
             ),
         )  # fmt: skip
         db.execute(
-            "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO "
-            + (_UPDATE_SERIES if replace else "NOTHING"),
+            "INSERT INTO series (series_uid, study_uid, modality, series_number,"
+            " series_description, body_part, charset) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (series_uid) DO " + (_UPDATE_SERIES if replace else "NOTHING"),
             (
                 a["SeriesInstanceUID"], a["StudyInstanceUID"], a["Modality"],
-                a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"],
+                a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"], charset,
             ),
         )  # fmt: skip
         row = db.execute(
@@ -328,13 +353,13 @@ class ArchiveIndex:
         values = (
             a["SeriesInstanceUID"], a["SOPClassUID"], a["InstanceNumber"], entry.path,
             entry.size, entry.transfer_syntax, entry.sha256, entry.stored_at,
-            entry.source_ae_title, a["SOPInstanceUID"],
+            entry.source_ae_title, charset, a["SOPInstanceUID"],
         )  # fmt: skip
         if row is None:
             db.execute(
                 "INSERT INTO instances (series_uid, sop_class_uid, instance_number, path, size,"
-                " transfer_syntax, sha256, stored_at, source_ae_title, sop_instance_uid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " transfer_syntax, sha256, stored_at, source_ae_title, charset, sop_instance_uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             return None
@@ -342,7 +367,7 @@ class ArchiveIndex:
             db.execute(
                 "UPDATE instances SET series_uid = ?, sop_class_uid = ?, instance_number = ?,"
                 " path = ?, size = ?, transfer_syntax = ?, sha256 = ?, stored_at = ?,"
-                " source_ae_title = ? WHERE sop_instance_uid = ?",
+                " source_ae_title = ?, charset = ? WHERE sop_instance_uid = ?",
                 values,
             )
         return str(row[0])
@@ -391,8 +416,9 @@ class ArchiveIndex:
         selected = [
             f'{alias[lvl]}.{column} AS "{kw}"'
             for kw, (lvl, column, _) in ATTRIBUTES.items()
-            if LEVELS.index(lvl) <= depth
+            if LEVELS.index(lvl) <= depth and kw != CHARSET
         ]
+        selected += [f'{alias[lvl]}.charset AS "_charset_{lvl}"' for lvl in LEVELS[: depth + 1]]
         if depth == 3:
             selected.append("i.path AS _path")
         sql = f"SELECT {', '.join(selected)} FROM {tables[0][1]}"
@@ -419,12 +445,19 @@ class ArchiveIndex:
 
     def _find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
         results = []
+        # The levels whose values a response carries: their character sets count.
+        returned = [k for k in keys if k in ATTRIBUTES and k != CHARSET]
+        levels = {ATTRIBUTES[k][0] for k in returned}
         for row in self._rows(level, keys):
+            charsets = {lvl: row.pop(f"_charset_{lvl}", "") for lvl in LEVELS}
             if all(
                 matches(value, vr, row[keyword])
                 for keyword, (value, vr) in keys.items()
                 if keyword in row
             ):
+                row[CHARSET] = response_character_set(
+                    [charsets[lvl] for lvl in levels], [row.get(k, "") for k in returned]
+                )
                 row.update(self._computed(level, row))
                 results.append(row)
         if level != "IMAGE":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomnet.archive.index import ArchiveIndex, IndexEntry, entry_from_file
+from dicomnet.archive.retention import pending_deletions
 from dicomnet.dataset.part10 import read_file_meta
 
 __all__ = ["ReindexReport", "VerifyReport", "dataset_digest", "reindex", "verify"]
@@ -53,6 +54,9 @@ class VerifyReport:
     """Files under the folder that no row names."""
     leftovers: int = 0
     """Temporary files in ``.incoming`` (removed when a listener next opens the folder)."""
+    pending_deletion: int = 0
+    """Files of pruned studies not yet unlinked (a prune interrupted by a crash; the
+    next prune finishes it, :mod:`dicomnet.archive.retention`): not orphans."""
 
     @property
     def problems(self) -> int:
@@ -108,6 +112,7 @@ def verify(folder: str | os.PathLike[str]) -> VerifyReport:
         raise FileNotFoundError(f"{database}: no index")
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT sop_instance_uid, path, size, sha256 FROM instances").fetchall()
+        pruned = pending_deletions(db)
     indexed = set()
     for uid, path_text, size, sha256 in rows:
         report.checked += 1
@@ -127,7 +132,9 @@ def verify(folder: str | os.PathLike[str]) -> VerifyReport:
             report.digest_mismatch.append(f"{path}: SHA-256 {actual_sha256}, indexed {sha256}")
     for path in stored_files(root):
         report.files += 1
-        if str(path) not in indexed:
+        if str(path) in pruned:
+            report.pending_deletion += 1
+        elif str(path) not in indexed:
             report.orphans.append(str(path))
     incoming = root / ".incoming"
     if incoming.is_dir():

@@ -16,6 +16,7 @@ from dicomnet.cli.common import fail as _fail
 from dicomnet.cli.common import run as _run
 from dicomnet.cli.listen_edge import edge_options
 from dicomnet.cli.listen_service import IP_TYPES, ServiceConfig, load_config, parse_ae_table, serve
+from dicomnet.cli.site_options import site_options
 
 DEFAULTS = ServiceConfig()
 """Every flag's default, read from the one place that declares it."""
@@ -31,10 +32,11 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         settings = load_config(value)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-    for name in ("move_destinations", "commitment_destinations"):
+    for name in ("move_destinations", "commitment_destinations", "forward"):
         if name in settings:  # back to the flags' AET=HOST:PORT form
             settings[name] = [f"{a}={h}:{p}" for a, (h, p) in settings[name].items()]
     ctx.default_map = {**(ctx.default_map or {}), **settings}
+    ctx.meta["dicomnet.config_file"] = value  # read again on SIGHUP (dicomnet.cli.site)
 
 
 @click.command()
@@ -260,6 +262,7 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     help="Seconds open associations have to finish after SIGTERM before they are aborted.",
 )
 @edge_options
+@site_options
 def listen(**options: Any) -> None:
     """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
 
@@ -269,9 +272,11 @@ def listen(**options: Any) -> None:
     try:
         for name in ("move_destinations", "commitment_destinations"):
             options[name] = parse_ae_table(options[name], "--" + name[:-1].replace("_", "-"))
+        options["forward"] = parse_ae_table(options["forward"], "--forward")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     known = {f.name for f in fields(ServiceConfig)}
+    options["config_file"] = click.get_current_context().meta.get("dicomnet.config_file")
     config = ServiceConfig(**{k: v for k, v in options.items() if k in known})
     logging.getLogger("dicomnet.associations").setLevel(logging.INFO)
     if config.workers > 1:

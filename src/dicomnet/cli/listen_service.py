@@ -86,10 +86,31 @@ class ServiceConfig(ListenerLimits):
     audit_transport: str = "udp"
     audit_tls_ca: str | None = None
     audit_source_id: str | None = None
+    # The site (dicomnet.cli.site): retention, study-stable events, hooks.
+    max_storage: int | None = None
+    keep_days: float | None = None
+    prune_interval: float = 60.0
+    study_stable_after: float = 60.0
+    exec_on_study: str | None = None
+    exec_on_instance: str | None = None
+    exec_timeout: float = 60.0
+    exec_concurrency: int = 4
+    exec_queue: int = 1000
+    unknown_peers: str = "allow"
+    peers: dict[str, Any] = field(default_factory=dict)
+    """The ``[listen.peers]`` table (:mod:`dicomnet.services.access`)."""
+    config_file: str | None = None
+    """The TOML file the settings came from: read again on SIGHUP (access rules)."""
+    forward: dict[str, tuple[str, int]] = field(default_factory=dict)
+    forward_rules: list[dict[str, Any]] = field(default_factory=list)
+    """``[[listen.forward-rules]]`` (:mod:`dicomnet.archive.forwarding`)."""
+    forward_associations: int = 2
+    forward_window: int = 8
+    forward_retry_max: float = 300.0
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-SIZE_SETTINGS = ("max_dataset_size", "max_buffered_dataset_size")
+SIZE_SETTINGS = ("max_dataset_size", "max_buffered_dataset_size", "max_storage")
 
 
 def parse_size(value: Any) -> int:
@@ -143,7 +164,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         name = aliases.get(name, name)
         if name not in known:
             raise ValueError(f"{path}: unknown setting {key!r}")
-        if name in ("move_destinations", "commitment_destinations"):
+        if name in ("move_destinations", "commitment_destinations", "forward"):
             value = parse_ae_table(value, key)
         elif name in SIZE_SETTINGS:
             value = parse_size(value)
@@ -202,6 +223,11 @@ async def serve(
 
     edge = Edge(config)  # PROXY protocol and audit trail, when configured
     edge.attach(listener, storage, metrics)
+    from dicomnet.cli.site import start_site
+
+    archive = to_close if hasattr(to_close, "index") else None
+    registry = metrics.registry if metrics is not None else None
+    site = start_site(config, archive, registry, listener, load_config)
     try:
         await listener.listen(
             config.host,
@@ -218,6 +244,7 @@ async def serve(
         await listener.close(timeout=config.shutdown_timeout)
     finally:
         await listener.close(timeout=0)
+        await site.close()
         await edge.close()
         if to_close is not None:
             closed = to_close.close()

@@ -170,6 +170,14 @@ def run_workers(config: ServiceConfig, announce: Callable[[str], None]) -> None:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     processes: list[SpawnProcess] = []
+    if config.config_file:
+
+        def reload(signum: int, frame: Any) -> None:  # each worker reloads its access rules
+            for process in processes:
+                if process.exitcode is None and process.pid is not None:
+                    os.kill(process.pid, signal.SIGHUP)
+
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     try:
         processes = [start(index) for index in range(count)]
         port = _await_ready(ready, processes, count)

@@ -8,8 +8,8 @@ implicit or explicit VR little endian dataset, skipping values (sequences of
 undefined length included) until it passes the last tag it wants.
 
 It gives up (returns None) rather than guess: big endian or deflated data,
-a Specific Character Set other than the default or ISO_IR 100/192, truncated
-bytes. The caller then uses pydicom.
+a Specific Character Set with code extensions (ISO 2022) or outside the
+single-byte ISO 8859 family and UTF-8, truncated bytes. The caller then uses pydicom.
 
 A storage SCP must not take that way out: pydicom, told a dataset is implicit
 VR, switches to explicit VR when the first element looks explicit, and a file
@@ -92,7 +92,18 @@ _TEXT_CHARSETS = {
     "ISO_IR 6": "latin-1",
     "ISO_IR 100": "latin-1",
     "ISO_IR 192": "utf-8",
+    "ISO_IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO_IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO_IR 148": "iso8859_9",
+    "ISO_IR 203": "iso8859_15",
 }
+"""Single-byte (and UTF-8) character sets without code extensions: decoded here.
+Any other set (ISO 2022 escapes, GB18030, several terms) goes to pydicom."""
 
 _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
@@ -180,6 +191,8 @@ def read_attributes(
                 if len(terms) > 1 or terms[0] not in _TEXT_CHARSETS:
                     return None
                 encoding = _TEXT_CHARSETS[terms[0]]
+                if tag in wanted:
+                    found[wanted[tag]] = terms[0]
             elif tag in wanted:
                 value = bytes(data[pos : pos + length]).decode(encoding)
                 found[wanted[tag]] = value.strip(" \x00")
@@ -239,7 +252,14 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
 
     keywords = list(wanted.values())
     ds = dcmread(path, stop_before_pixels=True, specific_tags=keywords)
-    return {kw: str(ds[kw].value) for kw in keywords if kw in ds and ds[kw].value is not None}
+    return {kw: _text(ds[kw].value) for kw in keywords if kw in ds and ds[kw].value is not None}
+
+
+def _text(value: Any) -> str:
+    """A pydicom value as its encoded text: several values joined by backslashes."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
 
 
 def _inflated_windows(stream: Any) -> Iterator[tuple[bytearray, bool]]:
