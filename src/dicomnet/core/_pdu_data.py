@@ -8,9 +8,12 @@ phase goes through this module, association set-up goes through
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import struct
 from collections.abc import Callable, Container
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dicomnet.core._pdu_command import _byte_view, decode_command
 from dicomnet.core.pdu import (
@@ -24,7 +27,10 @@ from dicomnet.errors import CommandSetError, PDUError, PDUTooLarge, PDVError, Un
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Assembler", "PDUReader", "fragment_message", "parse_pdata"]
+__all__ = ["PUMP_DIGEST", "Assembler", "PDUReader", "fragment_message", "parse_pdata"]
+
+PUMP_DIGEST: Final = True
+"""The assembler can compute SHA-256 while it writes a dataset (:attr:`Assembler.digest`)."""
 
 _PDU_HEADER: Final = struct.Struct(">BxL")
 """PDU-type, reserved, PDU-length (PS3.8 Table 9-11 ff)."""
@@ -428,10 +434,36 @@ def _fragment_into(
 
 
 class _DatasetSink(Protocol):
-    """Where :class:`Assembler` streams dataset fragments."""
+    """Where :class:`Assembler` streams dataset fragments through Python."""
 
     def write(self, buffer: memoryview, /) -> object:
         """Consume ``buffer`` before returning (it is reused afterwards)."""
+
+
+class _FileSink(Protocol):
+    """A sink the codec writes to itself: an open file and one call at the end.
+
+    The dataset's fragments go to :meth:`fileno` with ``write``/``writev``
+    straight from the receive buffer, so no Python object exists per
+    fragment; the first ``head_length`` bytes are also kept in memory, for
+    reading the dataset's header without reopening the file.
+    """
+
+    head_length: int
+
+    def fileno(self) -> int:
+        """The open file descriptor, positioned where the dataset starts."""
+
+    def finished(self, size: int, error: int, digest: bytes, head: bytes, /) -> object:
+        """The last fragment arrived: ``size`` bytes received, ``error`` the errno
+        of the first failed write (0: every byte is in the file; after a failure
+        the remaining fragments were dropped), ``digest`` the SHA-256 of the
+        dataset when :attr:`Assembler.digest` asked for it (else ``b""``), ``head``
+        its first ``head_length`` bytes. Must not raise."""
+
+
+_WRITE_BATCH: Final = 64
+"""Fragments gathered into one ``writev``."""
 
 
 class Assembler:
@@ -443,6 +475,14 @@ class Assembler:
     that receives each dataset fragment as it arrives, so a large dataset is
     never held in memory. Without a sink the dataset gathers in a
     ``bytearray``.
+
+    A sink with a ``fileno()`` method (see :meth:`pump`) is written by the
+    assembler itself: fragments that arrive together go to the file in one
+    ``writev`` (the compiled codec releases the GIL around it and around the
+    digest), and the sink hears only ``finished(size, error, digest, head)``
+    once, when the last fragment is in. A failed write never raises: its
+    errno reaches ``finished`` and the rest of the dataset is dropped, so the
+    association goes on and the handler can answer A700.
 
     After any error the assembler is poisoned: later calls raise the same error.
 
@@ -456,7 +496,8 @@ class Assembler:
     on_command : callable or None
         ``on_command(context_id, command)``, called when a command set that
         announces a dataset completes; returns a sink (an object whose
-        ``write(buffer)`` consumes the view before returning) or ``None`` to
+        ``write(buffer)`` consumes the view before returning, or a file sink
+        with ``fileno()``, ``head_length`` and ``finished()``) or ``None`` to
         collect the dataset in memory. A sink must not raise; if it does, the
         exception propagates and the assembler stays poisoned.
     context_ids : container of int or None
@@ -468,15 +509,22 @@ class Assembler:
         that never sets the last-fragment bit is stopped here.
     max_buffered_dataset_length : int
         Largest dataset gathered in memory, in bytes (0 = no limit).
+    digest : bool
+        Compute the SHA-256 of every dataset written to a file sink while it
+        is written (:data:`PUMP_DIGEST` says whether this codec can).
+    pumped : int
+        P-DATA-TF PDUs consumed by :meth:`pump` so far (activity, for idle timers).
     """
 
     def __init__(self, max_command_length: int = 65536) -> None:
         if max_command_length < 0:
             raise ValueError(f"max_command_length must be >= 0, not {max_command_length}")
-        self.on_command: Callable[[int, dict[int, object]], _DatasetSink | None] | None = None
+        self.on_command: Callable[[int, dict[int, object]], object] | None = None
         self.context_ids: Container[int] | None = None
         self.max_dataset_length = 0
         self.max_buffered_dataset_length = 0
+        self.digest = False
+        self.pumped = 0
         self._max_command_length = max_command_length
         self._received = 0
         self._context_id = -1
@@ -484,7 +532,15 @@ class Assembler:
         self._command_bytes = bytearray()
         self._command: dict[int, object] | None = None
         """The decoded command set while its dataset is being received."""
-        self._sink: _DatasetSink | None = None
+        self._sink: Any = None
+        self._fd = -1
+        """The file sink's descriptor while its dataset is being received, else -1."""
+        self._pending: list[memoryview] = []
+        """Fragments for the file sink not yet written (views of the current input)."""
+        self._write_error = 0
+        self._hash: Any = None
+        self._head = bytearray()
+        self._head_length = 0
         self._dataset = bytearray()
         self._after_no_dataset = False
         """The last message was a command announcing no dataset."""
@@ -519,7 +575,7 @@ class Assembler:
             announcing no dataset, a command fragment while a dataset is
             expected, a context ID change inside one message, a context ID not
             in :attr:`context_ids`, an odd fragment length (PS3.8 E.1), command
-            bytes past ``max_command_length``.
+            bytes past ``max_command_length``, dataset bytes past the limit.
         CommandSetError
             From :func:`decode_command`, or a command set without
             CommandDataSetType (PS3.7 Table E.1-1 requires it).
@@ -531,6 +587,59 @@ class Assembler:
         except BaseException as error:
             self._error = error
             raise
+        finally:
+            self._flush()
+
+    def pump(self, reader: PDUReader) -> list[tuple[int, dict[int, object], object]] | None:
+        """Consume every whole P-DATA-TF PDU in ``reader``'s buffer, up to the
+        first that completes a message.
+
+        The data phase in one call per receive buffer: PDUs are framed, their
+        PDVs checked and reassembled as by :meth:`feed`, and dataset fragments
+        for a file sink written to its file, without returning to the caller.
+        Use it only where PS3.8 Table 9-10 makes a P-DATA-TF an indication
+        (Sta6, Sta7 and the release states that still receive data); any other
+        PDU, a header that breaks a limit, or an incomplete PDU stops the pump
+        and stays in the reader for :meth:`PDUReader.next_pdu`, so the state
+        table still answers it.
+
+        Returns
+        -------
+        list of (int, dict, object) or None
+            The messages completed by the last PDU consumed, as :meth:`feed`
+            returns them, or ``None`` when the reader holds no further whole
+            P-DATA-TF PDU.
+
+        Raises
+        ------
+        ProtocolError
+            As :meth:`feed`; the PDU at fault is consumed and the assembler
+            poisoned.
+        """
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        try:
+            while True:
+                if reader._error is not None:
+                    return None
+                try:
+                    reader._check_header()
+                except PDUError:
+                    return None  # the reader is poisoned: next_pdu raises it for Evt19
+                need = reader._need
+                if not need or reader._pdu_type != 0x04 or reader._end - reader._start < need:
+                    return None
+                item = reader.next_pdu()
+                assert item is not None
+                self.pumped += 1
+                completed = self._feed(item[1])
+                if completed:
+                    return completed
+        except BaseException as error:
+            self._error = error
+            raise
+        finally:
+            self._flush()
 
     def _feed(self, body: ReadableBuffer) -> list[tuple[int, dict[int, object], object]]:
         completed: list[tuple[int, dict[int, object], object]] = []
@@ -585,8 +694,16 @@ class Assembler:
             self._after_no_dataset = True
             return context_id, command, None
         self._command = command
-        self._sink = self.on_command(context_id, command) if self.on_command is not None else None
+        sink = self.on_command(context_id, command) if self.on_command is not None else None
+        self._sink = sink
         self._received = 0
+        fileno = getattr(sink, "fileno", None)
+        if fileno is not None:
+            self._fd = fileno()
+            self._write_error = 0
+            self._head_length = int(getattr(sink, "head_length", 0))
+            self._head = bytearray()
+            self._hash = hashlib.sha256() if self.digest else None
         return None
 
     def _dataset_fragment(
@@ -600,7 +717,9 @@ class Assembler:
         limit = self.max_dataset_length if sink is not None else self.max_buffered_dataset_length
         if limit and self._received > limit:
             raise PDVError(f"dataset longer than {limit} bytes")
-        if sink is not None:
+        if self._fd >= 0:
+            self._to_file(fragment)
+        elif sink is not None:
             sink.write(fragment)
         else:
             self._dataset += fragment
@@ -610,7 +729,46 @@ class Assembler:
         if sink is None:
             dataset = self._dataset
             self._dataset = bytearray()
+        elif self._fd >= 0:
+            self._flush()
+            digest = b"" if self._hash is None else self._hash.digest()
+            self._fd = -1
+            self._hash = None
+            head, self._head = bytes(self._head), bytearray()
+            sink.finished(self._received, self._write_error, digest, head)
         self._command = None
         self._sink = None
         self._context_id = -1
         return context_id, command, dataset
+
+    def _to_file(self, fragment: memoryview) -> None:
+        """Queue a fragment for the file sink; hash it and keep the head."""
+        if self._write_error:
+            return  # a write failed: the rest of the dataset is dropped
+        missing = self._head_length - len(self._head)
+        if missing > 0:
+            self._head += fragment[:missing]
+        if self._hash is not None:
+            self._hash.update(fragment)
+        self._pending.append(fragment)
+        if len(self._pending) >= _WRITE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the queued fragments with writev, to the end; record the first failure."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if self._write_error or self._fd < 0:
+            return
+        try:
+            while pending:
+                written = os.writev(self._fd, pending)
+                while pending and written >= len(pending[0]):
+                    written -= len(pending[0])
+                    del pending[0]
+                if written:
+                    pending[0] = pending[0][written:]
+        except OSError as exc:
+            self._write_error = exc.errno or errno.EIO

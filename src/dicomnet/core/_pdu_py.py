@@ -34,7 +34,13 @@ from __future__ import annotations
 
 from dicomnet.core._pdu_associate import decode_pdu, encode_pdu
 from dicomnet.core._pdu_command import decode_command, encode_command
-from dicomnet.core._pdu_data import Assembler, PDUReader, fragment_message, parse_pdata
+from dicomnet.core._pdu_data import (
+    PUMP_DIGEST,
+    Assembler,
+    PDUReader,
+    fragment_message,
+    parse_pdata,
+)
 from dicomnet.core.pdu import (
     DEFAULT_MAX_ASSOCIATE_LENGTH,
     DEFAULT_MAX_PDU_LENGTH,
@@ -45,6 +51,7 @@ from dicomnet.core.pdu import (
 __all__ = [
     "DEFAULT_MAX_ASSOCIATE_LENGTH",
     "DEFAULT_MAX_PDU_LENGTH",
+    "PUMP_DIGEST",
     "UNLIMITED_RECEIVE_CAP",
     "UNLIMITED_SEND_PDU_LENGTH",
     "Assembler",
