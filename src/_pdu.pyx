@@ -385,7 +385,6 @@ cdef class Assembler:
     cdef uint8_t _allowed[256]
     cdef public Py_ssize_t max_dataset_length
     cdef public Py_ssize_t max_buffered_dataset_length
-    cdef public bint digest
     cdef public Py_ssize_t pumped
     cdef Py_ssize_t _max_command_length
     cdef Py_ssize_t _received
@@ -414,7 +413,6 @@ cdef class Assembler:
         self.context_ids = None
         self.max_dataset_length = 0
         self.max_buffered_dataset_length = 0
-        self.digest = False
         self.pumped = 0
         self._max_command_length = max_command_length
         self._received = 0
@@ -577,10 +575,11 @@ cdef class Assembler:
         self._received = 0
         fileno = getattr(sink, "fileno", None)
         if fileno is not None:
-            self._open_file(fileno(), getattr(sink, "head_length", 0))
+            self._open_file(fileno(), getattr(sink, "head_length", 0),
+                            getattr(sink, "wants_digest", False))
         return None
 
-    cdef int _open_file(self, int fd, Py_ssize_t head_length) except -1:
+    cdef int _open_file(self, int fd, Py_ssize_t head_length, bint wants_digest) except -1:
         self._fd = fd
         self._write_error = 0
         self._iov_count = 0
@@ -588,7 +587,7 @@ cdef class Assembler:
         self._head_held = 0
         self._head = bytearray(self._head_length)
         self._hashing = False
-        if self.digest and DN_HAVE_SHA256:
+        if wants_digest and DN_HAVE_SHA256:
             if self._sha == NULL:
                 self._sha = dn_sha256_new()
             self._hashing = self._sha != NULL and dn_sha256_init(self._sha)

@@ -48,12 +48,15 @@ def stream(codec: ModuleType, fields: dict[int, Any], dataset: bytes | None, pdu
 class FileSink:
     """A file sink as the storage gives one: an open descriptor and one call at the end."""
 
-    def __init__(self, path: Path, head_length: int = 0, *, flags: int | None = None) -> None:
+    def __init__(
+        self, path: Path, head_length: int = 0, *, flags: int | None = None, digest: bool = False
+    ) -> None:
         self.path = path
         if flags is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         self.fd = os.open(path, flags, 0o600)
         self.head_length = head_length
+        self.wants_digest = digest
         self.calls: list[tuple[int, int, bytes, bytes]] = []
 
     def fileno(self) -> int:
@@ -132,9 +135,8 @@ def test_pump_writes_a_file_sink_itself(codec: ModuleType, tmp_path: Path, diges
     data = dataset_bytes(300_000, seed=3)
     reader = codec.PDUReader(max_pdu_length=0)
     reader.feed(stream(codec, STORE_FIELDS, data, 1024))  # 295 PDUs: several writev batches
-    sink = FileSink(tmp_path / "out", head_length=1000)
+    sink = FileSink(tmp_path / "out", head_length=1000, digest=digest)
     assembler = codec.Assembler()
-    assembler.digest = digest
     assembler.on_command = lambda context_id, command: sink
     [(_, _, dataset)] = pump_all(codec, assembler, reader)
     assert dataset is sink

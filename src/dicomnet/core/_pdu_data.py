@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["PUMP_DIGEST", "Assembler", "PDUReader", "fragment_message", "parse_pdata"]
 
 PUMP_DIGEST: Final = True
-"""The assembler can compute SHA-256 while it writes a dataset (:attr:`Assembler.digest`)."""
+"""The assembler computes SHA-256 while it writes a dataset for a file sink that wants one."""
 
 _PDU_HEADER: Final = struct.Struct(">BxL")
 """PDU-type, reserved, PDU-length (PS3.8 Table 9-11 ff)."""
@@ -450,6 +450,7 @@ class _FileSink(Protocol):
     """
 
     head_length: int
+    wants_digest: bool
 
     def fileno(self) -> int:
         """The open file descriptor, positioned where the dataset starts."""
@@ -458,7 +459,7 @@ class _FileSink(Protocol):
         """The last fragment arrived: ``size`` bytes received, ``error`` the errno
         of the first failed write (0: every byte is in the file; after a failure
         the remaining fragments were dropped), ``digest`` the SHA-256 of the
-        dataset when :attr:`Assembler.digest` asked for it (else ``b""``), ``head``
+        dataset when :attr:`wants_digest` asked for it (else ``b""``), ``head``
         its first ``head_length`` bytes. Must not raise."""
 
 
@@ -497,7 +498,8 @@ class Assembler:
         ``on_command(context_id, command)``, called when a command set that
         announces a dataset completes; returns a sink (an object whose
         ``write(buffer)`` consumes the view before returning, or a file sink
-        with ``fileno()``, ``head_length`` and ``finished()``) or ``None`` to
+        with ``fileno()``, ``head_length``, ``wants_digest`` and ``finished()``;
+        :data:`PUMP_DIGEST` says whether this codec can hash) or ``None`` to
         collect the dataset in memory. A sink must not raise; if it does, the
         exception propagates and the assembler stays poisoned.
     context_ids : container of int or None
@@ -509,9 +511,6 @@ class Assembler:
         that never sets the last-fragment bit is stopped here.
     max_buffered_dataset_length : int
         Largest dataset gathered in memory, in bytes (0 = no limit).
-    digest : bool
-        Compute the SHA-256 of every dataset written to a file sink while it
-        is written (:data:`PUMP_DIGEST` says whether this codec can).
     pumped : int
         P-DATA-TF PDUs consumed by :meth:`pump` so far (activity, for idle timers).
     """
@@ -523,7 +522,6 @@ class Assembler:
         self.context_ids: Container[int] | None = None
         self.max_dataset_length = 0
         self.max_buffered_dataset_length = 0
-        self.digest = False
         self.pumped = 0
         self._max_command_length = max_command_length
         self._received = 0
@@ -703,7 +701,7 @@ class Assembler:
             self._write_error = 0
             self._head_length = int(getattr(sink, "head_length", 0))
             self._head = bytearray()
-            self._hash = hashlib.sha256() if self.digest else None
+            self._hash = hashlib.sha256() if getattr(sink, "wants_digest", False) else None
         return None
 
     def _dataset_fragment(

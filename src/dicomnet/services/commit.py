@@ -93,10 +93,14 @@ class IncomingFile:
         "size",
         "started",
         "temp_path",
+        "wants_digest",
     )
 
-    def __init__(self, fd: int, temp_path: str | None, header: bytes, started: float) -> None:
+    def __init__(
+        self, fd: int, temp_path: str | None, header: bytes, started: float, digest: bool = True
+    ) -> None:
         self._fd = fd
+        self.wants_digest = digest
         self.temp_path = temp_path
         """The temporary name, or None for an unnamed (O_TMPFILE) file."""
         self.header_size = len(header)
@@ -221,8 +225,9 @@ class Publisher:
         """Group commits run (for tests and metrics: fewer than instances under load)."""
 
     # -- incoming files ------------------------------------------------------------------
-    def create(self, header: bytes, started: float) -> IncomingFile:
-        """A new incoming file holding ``header`` (raises OSError)."""
+    def create(self, header: bytes, started: float, digest: bool = True) -> IncomingFile:
+        """A new incoming file holding ``header`` (raises OSError); ``digest``: ask
+        the codec for the dataset's SHA-256."""
         if self._tmpfile:
             try:
                 fd = os.open(self.incoming, _O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o644)
@@ -232,10 +237,10 @@ class Publisher:
                 log.info("%s: no O_TMPFILE (%s); temporary names instead", self.incoming, exc)
                 self._tmpfile = False
             else:
-                return IncomingFile(fd, None, header, started)
+                return IncomingFile(fd, None, header, started, digest)
         path = os.path.join(self.incoming, f"{self._pid}.{next(self._names)}.part")
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        return IncomingFile(os.open(path, flags, 0o644), path, header, started)
+        return IncomingFile(os.open(path, flags, 0o644), path, header, started, digest)
 
     # -- folders ---------------------------------------------------------------------------
     def folder(self, *names: str) -> str:
