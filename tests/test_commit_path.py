@@ -116,3 +116,21 @@ def test_write_errors_are_kept_not_raised(tmp_path: Path) -> None:
     assert isinstance(file.error, OSError)
     file.finished(6, 28, b"", b"")  # ENOSPC reported by the codec does not replace it
     assert file.error.errno == 9
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_files_made_ahead_serve_and_go_at_close(tmp_path: Path, unnamed: bool) -> None:
+    publisher = Publisher(str(tmp_path), fsync=False, prefetch=4)
+    publisher._tmpfile = unnamed
+    folder = publisher.folder("s")
+
+    async def several() -> None:
+        for i in range(12):
+            await publisher.publish(incoming(publisher, bytes([i])), os.path.join(folder, f"{i}"))
+            await asyncio.sleep(0.01)  # the filler thread tops the reserve up meanwhile
+
+    asyncio.run(several())
+    assert publisher._filler is not None  # the reserve was used
+    publisher.close()
+    assert visible(tmp_path) == sorted(f"s/{i}" for i in range(12))
+    assert list((tmp_path / ".incoming").iterdir()) == []
