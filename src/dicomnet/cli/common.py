@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-__all__ = ["BYTE_SIZE", "ByteSize", "fail", "run"]
+__all__ = ["BYTE_SIZE", "ByteSize", "fail", "run", "size_text"]
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -47,3 +47,11 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 
 
 BYTE_SIZE = ByteSize()
+
+
+def size_text(value: int) -> str:
+    """``8G`` for 8 GiB: a byte count as a flag's help shows it (the largest exact unit)."""
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value and value % factor == 0:
+            return f"{value // factor}{unit}"
+    return str(value)

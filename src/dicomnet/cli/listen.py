@@ -12,10 +12,13 @@ from typing import Any
 
 import click
 
-from dicomnet.cli.common import BYTE_SIZE
+from dicomnet.cli.common import BYTE_SIZE, size_text
 from dicomnet.cli.common import fail as _fail
 from dicomnet.cli.common import run as _run
 from dicomnet.cli.listen_service import IP_TYPES, ServiceConfig, load_config, parse_ae_table, serve
+
+DEFAULTS = ServiceConfig()
+"""Every flag's default, read from the one place that declares it."""
 
 __all__ = ["listen"]
 
@@ -73,95 +76,110 @@ WORKERS = WorkerCount()
     callback=_load_config_file,
     help="TOML file of settings (the [listen] table); flags given override it.",
 )
-@click.option("--aet", default="DICOMNET", show_default=True, help="Our AE title.")
+@click.option("--aet", default=DEFAULTS.aet, show_default=True, help="Our AE title.")
 @click.option(
     "--host",
-    default="*",
+    default=DEFAULTS.host,
     show_default=True,
     help='"*" every interface, "" this machine\'s address.',
 )
-@click.option("--port", default=11112, show_default=True, help="0 takes the first free port.")
-@click.option("--ip-type", type=click.Choice(sorted(IP_TYPES)), default="ipv4", show_default=True)
 @click.option(
-    "--max-associations", default=64, show_default=True, help="0 = no cap; across --workers."
+    "--port", default=DEFAULTS.port, show_default=True, help="0 takes the first free port."
+)
+@click.option(
+    "--ip-type", type=click.Choice(sorted(IP_TYPES)), default=DEFAULTS.ip_type, show_default=True
+)
+@click.option(
+    "--max-associations",
+    default=DEFAULTS.max_associations,
+    show_default=True,
+    help="0 = no cap; across --workers.",
 )
 @click.option(
     "--max-associations-per-ae",
-    default=0,
+    "max_associations_per_calling_ae",
+    default=DEFAULTS.max_associations_per_calling_ae,
     show_default=True,
     help="Per calling AE title; 0 = no cap.",
 )
 @click.option(
     "--max-associations-per-address",
-    default=0,
+    default=DEFAULTS.max_associations_per_address,
     show_default=True,
     help="Per peer IP address; 0 = no cap.",
 )
 @click.option(
     "--idle-timeout",
-    default=300.0,
+    default=DEFAULTS.idle_timeout,
     show_default=True,
     help="Abort an association whose peer sends no whole PDU for this long (0 = never).",
 )
 @click.option(
     "--max-pdu-length",
-    default=262144,
+    default=DEFAULTS.max_pdu_length,
     show_default=True,
     type=click.IntRange(0, 1 << 26),
     help="Our Maximum Length Received; a larger incoming PDU aborts (0 = no limit).",
 )
 @click.option(
     "--max-dataset-size",
-    default="8G",
-    show_default=True,
+    default=DEFAULTS.max_dataset_size,
+    show_default=size_text(DEFAULTS.max_dataset_size),
     type=BYTE_SIZE,
     help="Largest dataset stored; a longer one aborts its association (0 = no limit).",
 )
 @click.option(
     "--max-buffered-dataset-size",
-    default="512M",
-    show_default=True,
+    default=DEFAULTS.max_buffered_dataset_size,
+    show_default=size_text(DEFAULTS.max_buffered_dataset_size),
     type=BYTE_SIZE,
     help="Largest dataset held in memory (identifiers, N-service datasets).",
 )
 @click.option(
     "--max-presentation-contexts",
-    default=128,
+    default=DEFAULTS.max_presentation_contexts,
     show_default=True,
     type=click.IntRange(1, 128),
     help="Contexts in one association request; more is rejected.",
 )
 @click.option(
+    "--max-operations-performed",
+    default=DEFAULTS.max_operations_performed,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Requests of one association served at once (the asynchronous operations window).",
+)
+@click.option(
     "--artim-timeout",
-    default=30.0,
+    default=DEFAULTS.artim_timeout,
     show_default=True,
     help="Seconds a connection has to send its association request.",
 )
 @click.option(
     "--tls-handshake-timeout",
-    default=10.0,
+    default=DEFAULTS.tls_handshake_timeout,
     show_default=True,
     help="Seconds a TLS peer has to finish its handshake.",
 )
 @click.option(
     "--dimse-timeout",
-    default=60.0,
+    default=DEFAULTS.dimse_timeout,
     show_default=True,
     help="Seconds to wait for a peer's response to our request (C-GET/C-MOVE "
     "sub-operations, N-EVENT-REPORT); 0 = never.",
 )
 @click.option(
     "--write-timeout",
-    default=60.0,
+    default=DEFAULTS.write_timeout,
     show_default=True,
     help="Drop a peer that reads nothing we send for this long (0 = never).",
 )
-@click.option("--backlog", default=128, show_default=True, help="listen() backlog.")
+@click.option("--backlog", default=DEFAULTS.backlog, show_default=True, help="listen() backlog.")
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet.")
 @click.option(
     "--dir",
     "directory",
-    default="dicomnet-archive",
+    default=DEFAULTS.directory,
     show_default=True,
     type=click.Path(file_okay=False),
     help="Where received instances are stored.",
@@ -169,7 +187,7 @@ WORKERS = WorkerCount()
 @click.option(
     "--fsync",
     type=click.Choice(["always", "never"]),
-    default="always",
+    default=DEFAULTS.fsync,
     show_default=True,
     help="'never' answers Success before the data is durable: faster, not crash-safe.",
 )
@@ -191,7 +209,7 @@ WORKERS = WorkerCount()
 @click.option(
     "--duplicates",
     type=click.Choice(["keep", "replace", "reject"]),
-    default="keep",
+    default=DEFAULTS.duplicates,
     show_default=True,
     help="A SOP Instance UID stored already: keep the first (Warning B000), "
     "replace it (Success), or reject the new one (0111).",
@@ -229,13 +247,15 @@ WORKERS = WorkerCount()
 @click.option("--require-client-cert", is_flag=True, help="Refuse TLS peers without a certificate.")
 @click.option(
     "--workers",
-    default="1",
+    default=str(DEFAULTS.workers),
     show_default=True,
     type=WORKERS,
     help="Processes serving the port together (SO_REUSEPORT); auto = one per CPU.",
 )
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Its address.")
+@click.option(
+    "--metrics-host", default=DEFAULTS.metrics_host, show_default=True, help="Its address."
+)
 @click.option(
     "--event-log",
     type=click.Path(dir_okay=False),
@@ -243,7 +263,7 @@ WORKERS = WorkerCount()
 )
 @click.option(
     "--shutdown-timeout",
-    default=30.0,
+    default=DEFAULTS.shutdown_timeout,
     show_default=True,
     help="Seconds open associations have to finish after SIGTERM before they are aborted.",
 )

@@ -41,14 +41,18 @@ IP_TYPES = {"ipv4": IPType.IPV4, "ipv6": IPType.IPV6, "both": IPType.IPV4_OR_IPV
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
-    """What ``dicomnet listen`` serves; each field is the flag of the same name."""
+class ServiceConfig(ListenerLimits):
+    """What ``dicomnet listen`` serves; each field is the flag of the same name.
+
+    The listener's limits are inherited from :class:`ListenerLimits`, so each
+    limit and its default is declared once, there, and is a flag and a TOML
+    key here without being named again.
+    """
 
     aet: str = "DICOMNET"
     host: str = "*"
     port: int = 11112
     ip_type: str = "ipv4"
-    max_associations: int = 64
     backlog: int = 128
     require_called_aet: bool = False
     directory: str = "dicomnet-archive"
@@ -70,17 +74,6 @@ class ServiceConfig:
     metrics_host: str = "0.0.0.0"
     event_log: str | None = None
     shutdown_timeout: float = 30.0
-    max_associations_per_ae: int = 0
-    max_associations_per_address: int = 0
-    idle_timeout: float = 300.0
-    max_pdu_length: int = 262144
-    max_dataset_size: int = 8 << 30
-    max_buffered_dataset_size: int = 512 << 20
-    max_presentation_contexts: int = 128
-    artim_timeout: float = 30.0
-    tls_handshake_timeout: float = 10.0
-    dimse_timeout: float = 60.0
-    write_timeout: float = 60.0
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -129,6 +122,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         "move_destination": "move_destinations",
         "commitment_destination": "commitment_destinations",
         "mpps": "mpps_dir",
+        "max_associations_per_ae": "max_associations_per_calling_ae",
     }
     values: dict[str, Any] = {}
     for key, value in table.items():
@@ -214,12 +208,8 @@ async def serve(
 
 
 def _limits(config: ServiceConfig) -> ListenerLimits:
-    """The listener's limits: every setting named as one, and the per-AE cap (a shorter flag)."""
-    names = {f.name for f in fields(ListenerLimits)} & {f.name for f in fields(ServiceConfig)}
-    return ListenerLimits(
-        max_associations_per_calling_ae=config.max_associations_per_ae,
-        **{name: getattr(config, name) for name in names},
-    )
+    """The listener's limits: the :class:`ListenerLimits` part of the configuration."""
+    return ListenerLimits(**{f.name: getattr(config, f.name) for f in fields(ListenerLimits)})
 
 
 def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:

@@ -12,6 +12,8 @@
 * :func:`open_files` and :func:`task_count` measure what a test must not leak.
 
 See ``docs/testing.md`` for the guide.
+
+May import: :mod:`dicomnet.net` and below (``core``, ``dataset``, ``errors``).
 """
 
 from __future__ import annotations
