@@ -14,11 +14,13 @@ handlers off (``pynetdicom_best.py``).
 dicomnet's receiver is ``dicomnet listen``: the archive, which indexes every
 instance in SQLite before answering; ``--no-index`` stores files only, and
 ``fsync`` is ``--fsync always`` (the default of ``listen``; the other rows run
-``--fsync never``, as DCMTK's storescp does not fsync).
+``--fsync never``, as DCMTK's storescp does not fsync); ``pure`` is the
+archive on the pure-Python codec (``DICOMNET_NO_EXTENSIONS=1``).
 
 Figures: the sender's wall clock from start to exit (process start-up
-included, for every peer alike), instances/s and MB/s from it, CPU seconds of
-sender and receiver (user + system), and the receiver's peak RSS (VmHWM). Each
+included, for every peer alike), instances/s and MB/s from it, CPU time per
+instance of sender and receiver (user + system, start-up included), and the
+receiver's peak RSS (VmHWM). Each
 pair runs ``--rounds`` times, interleaved with the others; medians are given.
 After every run the receiver's folder must hold one file per instance sent.
 
@@ -47,6 +49,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "TCP_NODELAY": "1"}
+PURE_ENV = {**ENV, "DICOMNET_NO_EXTENSIONS": "1"}
+"""The receiver of the ``dicomnet pure`` row: the pure-Python codec."""
 TICKS = os.sysconf("SC_CLK_TCK")
 
 SETS = {"small": (2000, 256), "ct": (500, 512), "large": (4, 7071)}
@@ -132,6 +136,8 @@ def receiver_command(kind: str, port: int, out: Path) -> list[str]:
         return dicomnet_cli(*common, "--ignore")
     if kind == "dicomnet --no-index":
         return dicomnet_cli(*common, "--no-index", "--fsync", "never")
+    if kind == "dicomnet pure":  # the pure codec, by the environment of the receiver
+        return dicomnet_cli(*common, "--fsync", "never")
     if kind == "dicomnet fsync":
         return dicomnet_cli(*common, "--fsync", "always")
     return dicomnet_cli(*common, "--fsync", "never")
@@ -209,7 +215,7 @@ def one_run(pair: Pair, files: Path, count: int, work: Path) -> Run:
     port = free_port()
     receiver = subprocess.Popen(
         receiver_command(pair.receiver, port, out),
-        env=ENV,
+        env=PURE_ENV if pair.receiver == "dicomnet pure" else ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -248,6 +254,7 @@ def pairs_for(set_name: str) -> list[Pair]:
         Pair("dicomnet", "dicomnet"),
         Pair("dicomnet", "dicomnet --no-index"),
         Pair("dicomnet", "dicomnet fsync"),
+        Pair("dicomnet", "dicomnet pure"),
         Pair("dicomnet", "dicomnet --ignore"),
         Pair("storescu", "dicomnet"),
         Pair("dicomnet", "storescp"),
@@ -267,15 +274,16 @@ def report(set_name: str, count: int, size: int, pairs: list[Pair]) -> None:
         f"({size / 1e6:.0f} MB), one association unless xN\n"
     )
     print(
-        "| sender -> receiver | median s | instances/s | MB/s | sender CPU s "
-        "| receiver CPU s | receiver peak RSS MB | vs DCMTK | vs pynetdicom |"
+        "| sender -> receiver | median s | instances/s | MB/s | sender CPU ms/instance "
+        "| receiver CPU ms/instance | receiver peak RSS MB | vs DCMTK | vs pynetdicom |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for pair in pairs:
         seconds = pair.median("seconds")
         print(
             f"| {pair.name} | {seconds:.2f} | {count / seconds:.0f} | {size / seconds / 1e6:.0f} "
-            f"| {pair.median('sender_cpu'):.2f} | {pair.median('receiver_cpu'):.2f} "
+            f"| {pair.median('sender_cpu') * 1000 / count:.2f} "
+            f"| {pair.median('receiver_cpu') * 1000 / count:.2f} "
             f"| {pair.median('receiver_rss'):.0f} | {base / seconds:.2f}x "
             f"| {pynet / seconds:.1f}x |"
         )
