@@ -23,8 +23,8 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
 from dicomnet.net.client import AssociationTimeouts
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.testing import Behaviour, MisbehavingSCP
 
 VERIFICATION = "1.2.840.10008.1.1"

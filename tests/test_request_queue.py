@@ -12,8 +12,9 @@ from dicomnet.core import dimse
 from dicomnet.core.uids import STUDY_ROOT_FIND, VERIFICATION_SOP_CLASS
 from dicomnet.errors import LocalProtocolError, RequestTimeout
 from dicomnet.net import client
-from dicomnet.net.association import IncomingRequest, OutgoingRequest, Reply, RequestTimeouts
+from dicomnet.net.association import IncomingRequest, Reply
 from dicomnet.net.listener import Listener, ServerAssociation
+from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 
 
 def run(coro, timeout: float = 60.0):

@@ -165,7 +165,7 @@ def test_associate_exchange_and_release(link: Link) -> None:
     assert link.acceptor.state is State.STA13 and link.acceptor.artim_running
     assert not link.acceptor.should_close  # the requestor closes (PS3.8 9.1.6)
 
-    assert link.close_transport() == ([ul.ConnectionClosed()], [ul.ConnectionClosed()])
+    assert link.close_transport() == ([ul.TransportClosed()], [ul.TransportClosed()])
     assert link.acceptor.state is State.STA1 and not link.acceptor.artim_running
     assert link.requestor.next_event() is None and link.acceptor.next_event() is None
 
@@ -212,7 +212,7 @@ def test_release_collision_requestor_rq_arrives_first(link: Link) -> None:
     assert link.acceptor.state is State.STA13 and link.acceptor.artim_running
     assert link.to_requestor() == [ul.ReleaseConfirmed()]  # AR-3
     assert link.requestor.state is State.STA1 and link.requestor.should_close
-    assert link.close_transport() == ([ul.ConnectionClosed()], [ul.ConnectionClosed()])
+    assert link.close_transport() == ([ul.TransportClosed()], [ul.TransportClosed()])
 
 
 def test_release_collision_acceptor_rq_arrives_first(link: Link) -> None:
@@ -294,7 +294,7 @@ def test_reject(link: Link) -> None:
     assert link.acceptor.state is State.STA13 and link.acceptor.artim_running  # AE-8
     assert link.to_requestor() == [ul.AssociateRejected(RJ)]  # AE-4
     assert link.requestor.state is State.STA1 and link.requestor.should_close
-    assert link.close_transport() == ([ul.ConnectionClosed()], [ul.ConnectionClosed()])
+    assert link.close_transport() == ([ul.TransportClosed()], [ul.TransportClosed()])
     assert link.acceptor.state is State.STA1  # AR-5
 
 
@@ -433,7 +433,7 @@ def test_artim_expiry_in_sta2() -> None:
     conn.receive_data(encode_pdu(RQ))  # too late: not read
     assert conn.next_event() is None
     conn.connection_lost()
-    assert drain(conn) == [ul.ConnectionClosed()]
+    assert drain(conn) == [ul.TransportClosed()]
 
 
 def test_artim_expiry_in_sta13() -> None:
@@ -461,7 +461,7 @@ def test_connection_lost_in_sta6() -> None:
     link.associate()
     link.requestor.connection_lost()  # AA-4
     assert link.requestor.state is State.STA1 and link.requestor.should_close
-    assert link.requestor.next_event() == ul.ConnectionClosed()
+    assert link.requestor.next_event() == ul.TransportClosed()
     assert link.requestor.next_event() is None
     link.requestor.connection_lost()  # a second report changes nothing
     assert link.requestor.next_event() is None
@@ -475,7 +475,7 @@ def test_connection_lost_in_sta2() -> None:
     conn.connection_made()
     conn.connection_lost()  # AA-5: a probe that connects and leaves
     assert conn.state is State.STA1 and not conn.artim_running
-    assert drain(conn) == [ul.ConnectionClosed()]
+    assert drain(conn) == [ul.TransportClosed()]
 
 
 def test_events_queued_before_the_loss_come_first() -> None:
@@ -483,7 +483,7 @@ def test_events_queued_before_the_loss_come_first() -> None:
     link.associate()
     link.acceptor.invalid_pdu(PDVError("bad"))
     link.acceptor.connection_lost()
-    assert drain(link.acceptor) == [ul.Aborted(2, 6, by_peer=False), ul.ConnectionClosed()]
+    assert drain(link.acceptor) == [ul.Aborted(2, 6, by_peer=False), ul.TransportClosed()]
 
 
 # -- local primitives in the wrong state ----------------------------------------------------
@@ -530,7 +530,7 @@ def test_requestor_cannot_be_connected_before_requesting() -> None:
 
 
 def test_max_pdu_length_is_the_readers() -> None:
-    conn = ul.Connection(Role.ACCEPTOR, max_pdu_length=16)
+    conn = ul.Connection(Role.ACCEPTOR, ul.ConnectionLimits(max_pdu_length=16))
     assert conn.max_pdu_length == 16
     conn.connection_made()
     conn.receive_data(encode_pdu(RQ))
@@ -538,8 +538,7 @@ def test_max_pdu_length_is_the_readers() -> None:
     conn.accept(AC)
     conn.receive_data(pdata(bytes(12)))  # a body of 18 bytes > 16
     assert conn.next_event() == ul.Aborted(2, 6, by_peer=False)
-    conn2 = ul.Connection(Role.ACCEPTOR)
-    conn2.max_pdu_length = 0
+    conn2 = ul.Connection(Role.ACCEPTOR, ul.ConnectionLimits(max_pdu_length=0))
     assert conn2.max_pdu_length == 0
 
 
@@ -586,11 +585,11 @@ def test_next_event_never_raises_on_peer_input(
     for offset in range(0, len(data), split):
         conn.receive_data(data[offset : offset + split])
         events = drain(conn)
-        assert all(not isinstance(e, ul.ConnectionClosed) for e in events)
+        assert all(not isinstance(e, ul.TransportClosed) for e in events)
     for buffer in conn.data_to_send():  # peer input is only ever answered by an A-ABORT
         assert bytes(buffer)[:7] == bytes.fromhex("07 00 00000004 00")
     if conn.state is State.STA13:
         assert conn.artim_running
     conn.connection_lost()
-    assert drain(conn)[-1] == ul.ConnectionClosed()
+    assert drain(conn)[-1] == ul.TransportClosed()
     assert conn.state is State.STA1

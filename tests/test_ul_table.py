@@ -265,7 +265,7 @@ def expected(action: str, state: State, event: int, role: Role, before: Outcome)
     """What the action of a cell must do, from PS3.8 Tables 9-6 to 9-9."""
     reason = 1 if event == 19 else 2  # unknown PDU type, else a valid PDU out of place
     pdata = ul.PDataReceived(memoryview(PDATA_BYTES[6:]))
-    closed = ul.ConnectionClosed()
+    closed = ul.TransportClosed()
     s = State
     table: dict[str, tuple[State, list[bytes], object, bool, bool]] = {
         "AE-1": (s.STA4, [], None, False, False),
@@ -306,7 +306,7 @@ def expected(action: str, state: State, event: int, role: Role, before: Outcome)
     if not action:
         # An impossible event: a local primitive is refused, peer bytes in
         # Sta1/Sta4 are not read, a stale ARTIM expiry is ignored; nothing
-        # changes, except that Evt17 always ends with ConnectionClosed.
+        # changes, except that Evt17 always ends with TransportClosed.
         return Outcome(state, [], closed if event == 17 else None, before.artim, before.close)
     next_state, sent, user_event, artim, close = table[action]
     if event == 17:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,16 @@ from dicomnet.archive.index import (
     IndexEntry,
     matching_keys,
 )
+from dicomnet.core.status import DATASET_DOES_NOT_MATCH, OUT_OF_RESOURCES, PENDING
 from dicomnet.core.uids import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
 )
 from dicomnet.net.association import IncomingRequest, Reply
+from dicomnet.net.provider import DatasetSink, StoreObserver
 from dicomnet.services.storage import FolderStorage, StoredInstance
-from dicomnet.services.store_events import report_store
+from dicomnet.services.store_events import source_ae_title
 
 __all__ = ["INDEX_NAME", "Archive"]
 
@@ -58,13 +59,13 @@ INDEX_NAME = "index.sqlite"
 PREFETCH = 8
 """Temporary files kept ready (:class:`dicomnet.services.storage.FolderStorage`)."""
 
-OUT_OF_RESOURCES = 0xA700
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
-PENDING = 0xFF00
-
 
 class Archive:
     """Stores, indexes and serves the instances of one folder.
+
+    A :class:`dicomnet.net.provider.StoreProvider`: C-STORE is its
+    :class:`~dicomnet.services.storage.FolderStorage`'s, with indexing as the
+    storage's ``on_stored`` step.
 
     Parameters
     ----------
@@ -101,6 +102,7 @@ class Archive:
             duplicates=duplicates,
             attribute_tags=TAGS,
             prefetch=PREFETCH,
+            on_stored=self._index,
         )
         self.index = ArchiveIndex(index or self.folder / INDEX_NAME, durable=fsync)
 
@@ -114,8 +116,7 @@ class Archive:
         """
         from dicomnet.services.commitment import CommitmentProvider
 
-        listener.dataset_sink = self.storage.sink
-        listener.on_c_store(self.handle_store)
+        self.storage.attach(listener)
         listener.on_c_find(self.handle_find)
         listener.on_c_move(self.select)
         listener.on_c_get(self.select)
@@ -131,18 +132,24 @@ class Archive:
         await self.index.close()
 
     # -- C-STORE -------------------------------------------------------------------------
-    async def handle_store(self, request: IncomingRequest) -> int:
-        """Durable file, then index row, then the answer; observers hear of it."""
-        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
-        outcome = await self.storage.store(request)
-        if isinstance(outcome, int):
-            report_store(self.storage.observers, request, outcome, None, started)
-            return outcome
-        status = await self._index(request, outcome)
-        report_store(self.storage.observers, request, status, outcome, started)
-        return status
+    @property
+    def observers(self) -> list[StoreObserver]:
+        """The storage's: told of every C-STORE answered."""
+        return self.storage.observers
+
+    def sink(
+        self, association: Any, context_id: int, command: dict[int, Any]
+    ) -> DatasetSink | None:
+        """The storage's sink factory (:meth:`FolderStorage.sink`)."""
+        return self.storage.sink(association, context_id, command)
+
+    async def handle(self, request: IncomingRequest) -> int:
+        """Durable file, then index row (:meth:`_index`), then the answer."""
+        return await self.storage.handle(request)
 
     async def _index(self, request: IncomingRequest, outcome: StoredInstance) -> int:
+        """The storage's ``on_stored`` step: the index row, committed before the
+        answer; a file this request created goes again if indexing fails."""
         replace = self.storage.duplicates == "replace"
         entry = IndexEntry(
             str(outcome.path),
@@ -150,7 +157,7 @@ class Archive:
             outcome.transfer_syntax,
             outcome.sha256,
             {keyword: outcome.attributes.get(keyword, "") for keyword in ATTRIBUTES},
-            getattr(request.association, "calling_ae_title", ""),
+            source_ae_title(request.association),
         )
         try:
             previous = await self.index.add(entry, replace=replace)
@@ -175,7 +182,7 @@ class Archive:
         identifier = request.dataset
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         if level not in LEVELS:
-            yield Reply(IDENTIFIER_DOES_NOT_MATCH)
+            yield Reply(DATASET_DOES_NOT_MATCH)
             return
         rows = await self.index.find(level, matching_keys(identifier))
         for row in rows:
@@ -189,7 +196,7 @@ class Archive:
         identifier = request.dataset
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         if level not in LEVELS:
-            return IDENTIFIER_DOES_NOT_MATCH
+            return DATASET_DOES_NOT_MATCH
         return await self.index.instances(level, matching_keys(identifier))
 
 

@@ -11,9 +11,28 @@ from enum import Enum
 
 __all__ = [
     "CANCEL",
+    "CANNOT_UNDERSTAND",
+    "CLASS_INSTANCE_CONFLICT",
+    "DATASET_DOES_NOT_MATCH",
+    "DATASET_MISMATCH_WARNING",
+    "DUPLICATE_SOP_INSTANCE",
+    "ELEMENTS_DISCARDED",
+    "INVALID_ARGUMENT_VALUE",
+    "INVALID_ATTRIBUTE_VALUE",
+    "INVALID_OBJECT_INSTANCE",
+    "MISSING_ATTRIBUTE",
+    "MOVE_DESTINATION_UNKNOWN",
+    "NO_SUCH_ACTION",
+    "NO_SUCH_EVENT_TYPE",
+    "NO_SUCH_SOP_INSTANCE",
+    "OUT_OF_RESOURCES",
     "PENDING",
     "PENDING_WARNING",
+    "PROCESSING_FAILURE",
+    "STORED_STATUSES",
     "SUCCESS",
+    "UNABLE_TO_PERFORM_SUBOPERATIONS",
+    "WARNING",
     "StatusClass",
     "describe_status",
     "status_class",
@@ -23,6 +42,38 @@ SUCCESS = 0x0000
 PENDING = 0xFF00
 PENDING_WARNING = 0xFF01
 CANCEL = 0xFE00
+"""The request was cancelled by C-CANCEL (PS3.7 9.3.2.3)."""
+
+# Failures common to the DIMSE-N services (PS3.7 C.4), also used by C-STORE.
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_SOP_INSTANCE = 0x0112
+NO_SUCH_EVENT_TYPE = 0x0113
+INVALID_ARGUMENT_VALUE = 0x0115
+INVALID_OBJECT_INSTANCE = 0x0117
+CLASS_INSTANCE_CONFLICT = 0x0119
+MISSING_ATTRIBUTE = 0x0120
+NO_SUCH_ACTION = 0x0123
+
+# Service-class statuses (PS3.4 B.2.3 storage, C.4 query/retrieve).
+OUT_OF_RESOURCES = 0xA700
+UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702
+MOVE_DESTINATION_UNKNOWN = 0xA801
+DATASET_DOES_NOT_MATCH = 0xA900
+"""C-STORE: the data set does not match the SOP class; C-FIND, C-MOVE, C-GET:
+the identifier does not."""
+WARNING = 0xB000
+"""C-STORE: coercion of data elements (dicomnet: a duplicate kept, so what is
+stored is not what was just sent); C-MOVE, C-GET: sub-operations complete
+with one or more failures."""
+ELEMENTS_DISCARDED = 0xB006
+DATASET_MISMATCH_WARNING = 0xB007
+CANNOT_UNDERSTAND = 0xC000
+"""C-STORE: cannot understand; C-FIND, C-MOVE, C-GET: unable to process."""
+
+STORED_STATUSES = frozenset({SUCCESS, WARNING, ELEMENTS_DISCARDED, DATASET_MISMATCH_WARNING})
+"""C-STORE statuses after which the provider holds the instance."""
 
 
 class StatusClass(Enum):

@@ -32,10 +32,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dicomnet.core import dimse, ul
+from dicomnet.core import dimse
 from dicomnet.core.codec import encode_command
 from dicomnet.core.negotiation import Negotiated
-from dicomnet.core.status import StatusClass, status_class
+from dicomnet.core.status import (
+    CANCEL,
+    CANNOT_UNDERSTAND,
+    NO_SUCH_SOP_INSTANCE,
+    SUCCESS,
+    StatusClass,
+    status_class,
+)
 from dicomnet.errors import (
     AssociationAborted,
     CommandSetError,
@@ -46,6 +53,8 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net.operations import ServiceUser
+from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = [
@@ -55,90 +64,10 @@ __all__ = [
     "OutgoingRequest",
     "Reply",
     "RequestTimeouts",
-    "SinkFactory",
     "as_reply",
 ]
 
 log = logging.getLogger("dicomnet.net.association")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestTimeouts:
-    """The one timeout model of a DIMSE request, in seconds (None = no limit).
-
-    Attributes
-    ----------
-    send : float | None
-        Writing the request's PDUs (back-pressure from a stalled peer). When it
-        fires part way through a message, the association can carry only
-        control PDUs from then on (``can_still_process_pdata_tf`` is False).
-    first_response : float | None
-        From the request fully sent to its first response, pending or final.
-    between_responses : float | None
-        From one pending response to the next (C-FIND, C-MOVE, C-GET).
-    total : float | None
-        From enqueueing to the final response, whatever else happens.
-    """
-
-    send: float | None = 60.0
-    first_response: float | None = 60.0
-    between_responses: float | None = 60.0
-    total: float | None = None
-
-
-class OutgoingRequest:
-    """A DIMSE request on the send queue, and everything it received.
-
-    Attributes
-    ----------
-    message : dimse message
-        The request; its ``message_id`` is assigned when it is sent.
-    responses : list
-        Every response received, pending ones first.
-    completed : asyncio.Future
-        Resolves with the final response, or raises the error that ended it.
-    """
-
-    def __init__(
-        self,
-        message: Any,
-        dataset: Any = None,
-        *,
-        context_id: int | None = None,
-        timeouts: RequestTimeouts | None = None,
-    ) -> None:
-        self.message = message
-        self.dataset = dataset
-        self.context_id = context_id
-        self.timeouts = timeouts
-        self.responses: list[tuple[Any, Any]] = []
-        self.completed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._updates: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
-        self._timer: asyncio.TimerHandle | None = None
-        self._total_timer: asyncio.TimerHandle | None = None
-        self._finished = False
-        """Set once, when the request leaves the association (answered, failed or
-        timed out); :attr:`completed` may be done earlier, cancelled by its caller."""
-
-    @property
-    def message_id(self) -> int:
-        return int(self.message.message_id)
-
-    @property
-    def finished(self) -> bool:
-        """Whether the request has left the association: answered, failed or timed out."""
-        return self._finished
-
-    async def iter_responses(self) -> AsyncIterator[tuple[Any, Any]]:
-        """Yield ``(response, dataset)`` as responses arrive, the final one last."""
-        while True:
-            item = await self._updates.get()
-            if item is None:
-                break
-            yield item
-        completed = self.completed
-        if completed.done() and not completed.cancelled() and completed.exception() is not None:
-            raise completed.exception()  # type: ignore[misc]
 
 
 @dataclass(slots=True)
@@ -203,10 +132,6 @@ Handler = Callable[[IncomingRequest], Awaitable[Any] | AsyncIterator[Any]]
 yields ``(status, dataset)`` pairs for services with pending responses."""
 
 
-SinkFactory = Callable[[Any, int, dict[int, Any]], Any]
-"""Chooses a sink for an incoming dataset from its command set (None: memory)."""
-
-
 def as_reply(outcome: Any) -> Reply:
     """What a handler returned or yielded, as a :class:`Reply`.
 
@@ -216,7 +141,7 @@ def as_reply(outcome: Any) -> Reply:
     if isinstance(outcome, Reply):
         return outcome
     if outcome is None:
-        return Reply(0x0000)
+        return Reply(SUCCESS)
     if isinstance(outcome, int):
         return Reply(outcome)
     if isinstance(outcome, tuple) and 1 <= len(outcome) <= 3:
@@ -224,12 +149,12 @@ def as_reply(outcome: Any) -> Reply:
     raise TypeError(f"a handler returned {type(outcome).__name__}; expected a status or a Reply")
 
 
-def _discard_unclaimed(dataset: Any) -> None:
+def _discard_unclaimed(dataset: DatasetSink | bytes | bytearray | memoryview | None) -> None:
     """Delete what a sink holds when no handler took responsibility for it."""
-    if dataset is not None and not getattr(dataset, "committing", False):
-        discard = getattr(dataset, "discard", None)
-        if discard is not None:
-            discard()
+    if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
+        return
+    if not dataset.committing:
+        dataset.discard()
 
 
 class Association(ServiceUser):
@@ -488,7 +413,11 @@ class Association(ServiceUser):
         if task.cancelled() and incoming is not None:
             _discard_unclaimed(incoming.raw_dataset)
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def busy(self) -> bool:
+        """Whether a request of this association is being served (not idle)."""
+        return bool(self._handler_tasks)
+
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """Where an incoming request's dataset goes; None collects it in memory."""
         if self.sink_factory is None:
             return None
@@ -525,11 +454,11 @@ class Association(ServiceUser):
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""
         return (
-            0x0000
+            SUCCESS
             if isinstance(message, dimse.CEchoRQ)
-            else 0x0112
+            else NO_SUCH_SOP_INSTANCE
             if dimse.is_n_service(message)
-            else 0xC000
+            else CANNOT_UNDERSTAND
         )
 
     async def _dispatch(self, handler: Handler, incoming: IncomingRequest) -> None:
@@ -551,13 +480,13 @@ class Association(ServiceUser):
 
     async def _stream_replies(self, incoming: IncomingRequest, replies: Any) -> None:
         """Send pending replies as they come; stop at the final one or on C-CANCEL."""
-        last = Reply(0x0000)
+        last = Reply(SUCCESS)
         try:
             async for item in replies:
                 reply = as_reply(item)
                 if incoming.cancelled and status_class(reply.status) is StatusClass.PENDING:
                     fields = {k: v for k, v in reply.fields.items() if "suboperations" in k}
-                    await self._respond(incoming, Reply(0xFE00, None, fields))
+                    await self._respond(incoming, Reply(CANCEL, None, fields))
                     return
                 await self._respond(incoming, reply)
                 if status_class(reply.status) is not StatusClass.PENDING:
@@ -576,9 +505,9 @@ class Association(ServiceUser):
         # The generator ended after pending replies only: the final one is Success.
         final_fields = {k: v for k, v in last.fields.items() if "suboperations" in k}
         if incoming.cancelled:
-            await self._respond(incoming, Reply(0xFE00, None, final_fields))
+            await self._respond(incoming, Reply(CANCEL, None, final_fields))
         else:
-            await self._respond(incoming, Reply(0x0000, None, final_fields))
+            await self._respond(incoming, Reply(SUCCESS, None, final_fields))
 
     async def _respond(self, incoming: IncomingRequest, reply: Reply) -> None:
         from dicomnet.dataset.encoding import encode_dataset
@@ -596,10 +525,8 @@ class Association(ServiceUser):
         """The peer broke the protocol; the transport aborts the association (and logs it)."""
 
     def _abort_for(self, exc: ProtocolError) -> None:
-        protocol = self.protocol
-        if protocol is not None and protocol.connection.state in ul.ESTABLISHED_STATES:
-            protocol.connection.invalid_pdu(exc)
-            protocol.flush()
+        if self.protocol is not None:
+            self.protocol.abort_invalid(exc)
 
     def end(self, error: BaseException) -> None:
         """The association is over: fail every request still queued or outstanding."""

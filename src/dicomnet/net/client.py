@@ -49,7 +49,9 @@ from dicomnet.errors import (
     LocalProtocolError,
     RequestTimeout,
 )
-from dicomnet.net.association import Association, Handler, RequestTimeouts, SinkFactory
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import SinkFactory
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
 
 __all__ = ["AssociationTimeouts", "ClientConnection", "connect"]
@@ -121,30 +123,22 @@ class ClientConnection(Association):
         """
         assert self.protocol is not None
         self.request = rq
-        self.protocol.connection.request_association(rq)
-        self.protocol.flush()
+        self.protocol.request_association(rq)
 
     def send_association_release_request(self) -> None:
         """Send A-RELEASE-RQ (``SendAssociationReleaseRequestAsync``)."""
         assert self.protocol is not None
-        self.protocol.connection.release()
-        self.protocol.flush()
+        self.protocol.release()
 
     def send_abort(self, source: int = AbortSource.SERVICE_USER, reason: int = 0) -> None:
         """Send A-ABORT (``SendAbortAsync``); the association ends at once."""
         protocol = self.protocol
         if protocol is None:
             return
-        if protocol.connection.state in ul.ABORTABLE_STATES:
-            protocol.connection.abort(reason=reason, source=source)
-            protocol.flush()
-        if protocol.transport is not None:
-            if self.can_still_process_pdata_tf:
-                protocol.transport.close()  # after the A-ABORT is written
-            else:
-                # A send already stalled: the peer is not reading, so the A-ABORT
-                # would wait behind the unsent PDUs forever. Reset the connection.
-                protocol.transport.abort()
+        protocol.abort(reason=reason, source=source)
+        # After a stalled send the peer is not reading, so the A-ABORT would
+        # wait behind the unsent PDUs forever: reset the connection instead.
+        protocol.close(reset=not self.can_still_process_pdata_tf)
         self._ending(AssociationAborted(source, reason, "aborted by the local user"))
 
     # -- fo-dicom members: callbacks (override or assign) -------------------------------------
@@ -179,7 +173,7 @@ class ClientConnection(Association):
             assert self.request is not None and self.protocol is not None
             self.accept = event.ac
             self.negotiated = accepted_by_requestor(self.request, event.ac)
-            self.protocol.assembler.context_ids = set(self.negotiated.contexts)
+            self.protocol.use_contexts(self.negotiated.contexts)
             self.on_receive_association_accept(event.ac)
             if not self._answer.done():
                 self._answer.set_result(event.ac)
@@ -192,9 +186,7 @@ class ClientConnection(Association):
         elif isinstance(event, ul.ReleaseRequested):
             # The acceptor asked to release, or both did at once: answer it.
             assert self.protocol is not None
-            if self.protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
-                self.protocol.connection.release_response()
-                self.protocol.flush()
+            self.protocol.release_response()
         elif isinstance(event, ul.ReleaseConfirmed):
             self.on_receive_association_release_response()
             if not self._released.done():
@@ -204,7 +196,7 @@ class ClientConnection(Association):
             self.on_receive_abort(event.source, event.reason)
             detail = "by the peer" if event.by_peer else "protocol error"
             self._ending(AssociationAborted(event.source, event.reason, detail))
-        elif isinstance(event, ul.ConnectionClosed):
+        elif isinstance(event, ul.TransportClosed):
             self.on_connection_closed(self._ended)
             self._ending(ConnectionClosed("connection closed by the peer"))
 
@@ -221,7 +213,7 @@ class ClientConnection(Association):
     async def release(self) -> None:
         """Wait for outstanding requests, then release (A-RELEASE-RQ, RP)."""
         protocol = self.protocol
-        if protocol is None or protocol.connection.state not in ul.ESTABLISHED_STATES:
+        if protocol is None or not protocol.established:
             return
         timeout = self.association_timeouts.release
         pending = [r.completed for r in list(self._outstanding.values()) + list(self._queue)]
@@ -265,8 +257,7 @@ async def _closed(protocol: DicomProtocol, timeout: float) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(protocol.closed), timeout)
     except asyncio.TimeoutError:
-        if protocol.transport is not None:
-            protocol.transport.abort()
+        protocol.close(reset=True)
 
 
 class _Connecting:
@@ -390,8 +381,12 @@ async def _open(
     )
     association.sink_factory = dataset_sink
     limits = association.association_timeouts
-    connection = ul.Connection(ul.Role.REQUESTOR, max_pdu_length=max_pdu_length)
-    protocol = DicomProtocol(connection, association, artim_timeout=limits.artim)
+    protocol = DicomProtocol(
+        ul.Role.REQUESTOR,
+        association,
+        ul.ConnectionLimits(max_pdu_length=max_pdu_length),
+        artim_timeout=limits.artim,
+    )
     association.protocol = protocol
     association.send_association_request(rq)  # Evt1: Sta1 -> Sta4, awaiting the transport
 
@@ -413,8 +408,7 @@ async def _open(
     try:
         return await asyncio.wait_for(associate(), limits.connect)
     except asyncio.TimeoutError:
-        if protocol.transport is not None:
-            protocol.transport.abort()
+        protocol.close(reset=True)
         raise RequestTimeout("association", limits.connect, f"{host}:{port}") from None
     except OSError as exc:
         raise ConnectionClosed(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc

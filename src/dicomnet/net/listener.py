@@ -72,7 +72,9 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
-from dicomnet.net.association import Association, Handler, RequestTimeouts
+from dicomnet.net.association import Association, Handler
+from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
 
@@ -190,10 +192,6 @@ class ServerAssociation(Association):
         peername = self.protocol.peername if self.protocol is not None else None
         return str(peername[0]) if peername else ""
 
-    def busy(self) -> bool:
-        """Whether a request of this association is being served (not idle)."""
-        return bool(self._handler_tasks)
-
     @property
     def peer(self) -> str:
         """``host:port`` of the peer, or "" before the connection is made."""
@@ -227,7 +225,7 @@ class ServerAssociation(Association):
                     event.reason,
                 )
             self._ended_by(AssociationAborted(event.source, event.reason))
-        elif isinstance(event, ul.ConnectionClosed):
+        elif isinstance(event, ul.TransportClosed):
             self._ended_by(ConnectionClosed("connection closed"))
 
     def _association_requested(self, rq: AssociateRQ) -> None:
@@ -272,7 +270,7 @@ class ServerAssociation(Association):
                     answer.reason,
                 )
             self.rejection = answer
-            protocol.connection.reject(answer)
+            protocol.reject(answer)
             listener.notify("association_rejected", self, answer)
         else:
             self.accept = answer
@@ -280,24 +278,22 @@ class ServerAssociation(Association):
             if refused:
                 log.debug("association from %s: contexts refused %s", self.peer, refused)
             self.negotiated = accepted_by_acceptor(rq, answer)
-            protocol.connection.accept(answer)
+            protocol.use_contexts(self.negotiated.contexts)
+            protocol.accept(answer)
             self.counted = True
             listener.association_count += 1
             listener.count(self, 1)
-            protocol.assembler.context_ids = set(self.negotiated.contexts)
             if not self.established.done():
                 self.established.set_result(self)
             listener.notify("association_accepted", self)
-        protocol.flush()
 
     async def _release_when_idle(self) -> None:
         tasks = list(self._handler_tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=self.listener.limits.artim_timeout)
         protocol = self.protocol
-        if protocol is not None and protocol.connection.state in ul.RELEASE_RESPONSE_STATES:
-            protocol.connection.release_response()
-            protocol.flush()
+        if protocol is not None:
+            protocol.release_response()
         self._ended_by(None)
 
     def _ended_by(self, error: BaseException | None) -> None:
@@ -315,7 +311,7 @@ class ServerAssociation(Association):
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         factory = self.listener.dataset_sink
         if factory is None:
             return None
@@ -416,7 +412,8 @@ class Listener:
         self.on_association_request: (
             Callable[[ServerAssociation, AssociateRQ], AssociateRJ | AssociateAC | None] | None
         ) = None
-        self.dataset_sink: Callable[[ServerAssociation, int, dict[int, Any]], Any] | None = None
+        self.dataset_sink: SinkFactory | None = None
+        """The sink factory of incoming datasets (:mod:`dicomnet.net.provider`)."""
         self.move_destinations: dict[str, MoveDestination] = {}
         """C-MOVE destinations by AE title; a C-MOVE to any other answers A801."""
         self.association_count = 0
@@ -639,16 +636,18 @@ class Listener:
 
     def _protocol_factory(self) -> DicomProtocol:
         association = ServerAssociation(self)
-        connection = ul.Connection(ul.Role.ACCEPTOR, max_pdu_length=self.limits.max_pdu_length)
         protocol = DicomProtocol(
-            connection,
+            ul.Role.ACCEPTOR,
             association,
+            ul.ConnectionLimits(
+                max_pdu_length=self.limits.max_pdu_length,
+                max_dataset_length=self.limits.max_dataset_size,
+                max_buffered_dataset_length=self.limits.max_buffered_dataset_size,
+            ),
             artim_timeout=self.limits.artim_timeout,
             idle_timeout=self.limits.idle_timeout,
             write_timeout=self.limits.write_timeout,
         )
-        protocol.assembler.max_dataset_length = self.limits.max_dataset_size
-        protocol.assembler.max_buffered_dataset_length = self.limits.max_buffered_dataset_size
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
@@ -677,10 +676,9 @@ class Listener:
         for association in list(self.associations):
             protocol = association.protocol
             if protocol is not None and protocol.transport is not None:
-                if protocol.connection.state in ul.ESTABLISHED_STATES:
-                    protocol.connection.abort()
-                    protocol.flush()
-                protocol.transport.abort()
+                if protocol.established:
+                    protocol.abort()
+                protocol.close(reset=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

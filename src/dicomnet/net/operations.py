@@ -22,11 +22,11 @@ from dicomnet.core import dimse
 from dicomnet.core.status import StatusClass, status_class
 from dicomnet.core.uids import VERIFICATION_SOP_CLASS
 from dicomnet.dataset.encoding import decode_dataset, encode_dataset
+from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.store_client import prepare_store
 
 if TYPE_CHECKING:
     from dicomnet.core.negotiation import Negotiated
-    from dicomnet.net.association import OutgoingRequest, RequestTimeouts
 
 __all__ = ["NResult", "QueryResponse", "ServiceUser"]
 
@@ -349,8 +349,6 @@ class ServiceUser:
         context_id: int | None,
         timeouts: RequestTimeouts | None,
     ) -> OutgoingRequest:
-        from dicomnet.net.association import OutgoingRequest
-
         return self.send_request(
             OutgoingRequest(message, dataset, context_id=context_id, timeouts=timeouts)
         )

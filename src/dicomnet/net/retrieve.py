@@ -42,7 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from dicomnet.core.pdu import RoleSelection
-from dicomnet.core.status import StatusClass, status_class
+from dicomnet.core.status import (
+    CANCEL,
+    MOVE_DESTINATION_UNKNOWN,
+    PENDING,
+    SUCCESS,
+    UNABLE_TO_PERFORM_SUBOPERATIONS,
+    WARNING,
+    StatusClass,
+    status_class,
+)
 from dicomnet.core.uids import (
     ALL_TRANSFER_SYNTAXES,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
@@ -65,13 +74,6 @@ __all__ = [
 
 log = logging.getLogger("dicomnet.net.retrieve")
 
-PENDING = 0xFF00
-SUCCESS = 0x0000
-CANCEL = 0xFE00
-SUBOPERATIONS_WARNING = 0xB000
-UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702
-MOVE_DESTINATION_UNKNOWN = 0xA801
-UNABLE_TO_PROCESS = 0xC000
 
 COMMON_STORAGE_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image
@@ -193,7 +195,7 @@ class SubOperations:
         elif self.failed and not self.completed and not self.warning:
             chosen = UNABLE_TO_PERFORM_SUBOPERATIONS
         else:
-            chosen = SUBOPERATIONS_WARNING
+            chosen = WARNING
         identifier = None
         if chosen != SUCCESS and self.failed_uids:
             identifier = _failed_list(self.failed_uids)

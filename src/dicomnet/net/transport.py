@@ -5,10 +5,21 @@ Theory of operation
 :class:`DicomProtocol` is an :class:`asyncio.BufferedProtocol`: the event loop
 receives straight into the :class:`~dicomnet.core.ul.Connection`'s reusable buffer
 (``get_buffer`` / ``buffer_updated``), so received bytes are never copied
-before framing. Each complete PDU becomes a ``dicomnet.core.ul`` event; P-DATA
-bodies go to the codec's :class:`Assembler`, whose completed messages go to
-the owner (the client or server association) synchronously, while the
-memoryviews are still valid.
+before framing. The transport only forwards: the connection it owns frames
+PDUs, runs the PS3.8 state table and assembles P-DATA into DIMSE messages
+(``messages=True``), and each of its events goes to the owner (the client or
+server association) synchronously, while the memoryviews are still valid:
+:class:`~dicomnet.core.ul.MessageReceived` to ``message_received``, the others
+to ``ul_event``.
+
+The owner drives the association through a small API, never through the
+connection itself: :attr:`~DicomProtocol.established`,
+:meth:`~DicomProtocol.request_association`, :meth:`~DicomProtocol.accept`,
+:meth:`~DicomProtocol.reject`, :meth:`~DicomProtocol.use_contexts`,
+:meth:`~DicomProtocol.send_message`, :meth:`~DicomProtocol.release`,
+:meth:`~DicomProtocol.release_response`, :meth:`~DicomProtocol.abort`,
+:meth:`~DicomProtocol.abort_invalid` and :meth:`~DicomProtocol.close`.
+Each primitive flushes what it queued.
 
 After every input the protocol *flushes*: it drains the connection's queued
 buffers with one ``transport.writelines`` call, arms or disarms the ARTIM
@@ -28,12 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
 
 from dicomnet.core import ul
-from dicomnet.core.codec import Assembler, fragment_message
+from dicomnet.core.codec import fragment_message
+from dicomnet.core.pdu import AbortSource, AssociateAC, AssociateRJ, AssociateRQ
 from dicomnet.errors import ProtocolError
+from dicomnet.net.provider import DatasetSink
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
 
@@ -55,11 +68,14 @@ class ProtocolOwner(Protocol):
     def message_received(self, context_id: int, command: dict[int, Any], dataset: Any) -> None:
         """A complete DIMSE message (dataset: None, a bytearray, or the sink)."""
 
-    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         """A sink for the dataset that this command announces, or None for memory."""
 
     def protocol_error(self, exc: Exception) -> None:
-        """A P-DATA stream that broke PS3.8 Annex E or PS3.7; the association is aborting."""
+        """The peer broke PS3.8 or PS3.7 (``exc``); the association is aborting."""
+
+    def busy(self) -> bool:
+        """Whether a request is being served: the idle timeout waits meanwhile."""
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -77,10 +93,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     Parameters
     ----------
-    connection : dicomnet.core.ul.Connection
-        The sans-IO Upper Layer state machine for this association.
+    role : dicomnet.core.ul.Role
+        Which end this is; the protocol makes its
+        :class:`dicomnet.core.ul.Connection`, assembling messages.
     owner : ProtocolOwner
-        Receives events and messages.
+        Receives events and messages, and chooses dataset sinks.
+    limits : dicomnet.core.ul.ConnectionLimits, optional
+        What the peer may send.
     artim_timeout : float
         Seconds of the ARTIM timer (PS3.8 9.1.5).
     idle_timeout : float
@@ -96,29 +115,31 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     def __init__(
         self,
-        connection: ul.Connection,
+        role: ul.Role,
         owner: ProtocolOwner,
+        limits: ul.ConnectionLimits | None = None,
         *,
         artim_timeout: float = 30.0,
         idle_timeout: float = 0.0,
         write_timeout: float = 0.0,
     ) -> None:
-        self.connection = connection
+        self.connection = ul.Connection(
+            role, limits, messages=True, dataset_sink=self._dataset_sink
+        )
         self.owner = owner
         self.artim_timeout = artim_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
         self.transport: asyncio.Transport | None = None
-        self.assembler = Assembler()
-        self.assembler.on_command = self._dataset_sink
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loop = asyncio.get_running_loop()
         self._artim: asyncio.TimerHandle | None = None
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.peername: Any = None
-        self._open_sink: Any = None
+        self._open_sink: DatasetSink | None = None
         self._last_pdu = self._loop.time()
+        self._pdus_seen = 0
         self._idle: asyncio.TimerHandle | None = None
         self._write_stalled: asyncio.TimerHandle | None = None
         self._reported: BaseException | None = None
@@ -191,25 +212,28 @@ class DicomProtocol(asyncio.BufferedProtocol):
 
     # -- events ---------------------------------------------------------------------
     def _process(self, *, closing: bool = False) -> None:
-        """Turn every complete PDU into events, then flush what the UL queued."""
+        """Forward every event of the received PDUs, then flush what the UL queued."""
         connection = self.connection
+        owner = self.owner
         while True:
             event = connection.next_event()
             if event is None:
                 break
+            if type(event) is ul.MessageReceived:
+                dataset = event.dataset
+                if dataset is not None and dataset is self._open_sink:
+                    self._open_sink = None
+                owner.message_received(event.context_id, event.command, dataset)
+                continue
+            if type(event) is ul.Aborted:
+                self._discard_open_sink()
+                error = connection.protocol_error
+                if not event.by_peer and error is not None:
+                    owner.protocol_error(error)
+            owner.ul_event(event)
+        if connection.pdus_received != self._pdus_seen:
+            self._pdus_seen = connection.pdus_received
             self._last_pdu = self._loop.time()
-            if type(event) is ul.PDataReceived:
-                try:
-                    messages = self.assembler.feed(event.body)
-                except Exception as exc:  # ProtocolError, or a sink that broke its promise
-                    self._abort_on_error(exc)
-                    break
-                for context_id, command, dataset in messages:
-                    if dataset is not None and dataset is self._open_sink:
-                        self._open_sink = None
-                    self.owner.message_received(context_id, command, dataset)
-            else:
-                self.owner.ul_event(event)
         self._report_abort()
         if not closing:
             self.flush()
@@ -222,7 +246,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._reported = error
             log.warning("aborting association with %s: %s", self.peername, error)
 
-    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> Any:
+    def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         sink = self.owner.dataset_sink(context_id, command)
         self._open_sink = sink
         return sink
@@ -230,22 +254,9 @@ class DicomProtocol(asyncio.BufferedProtocol):
     def _discard_open_sink(self) -> None:
         """A dataset cut off mid-stream leaves nothing behind (its temp file goes)."""
         sink, self._open_sink = self._open_sink, None
-        discard = getattr(sink, "discard", None)
-        if discard is not None:
+        if sink is not None:
             log.info("dataset from %s cut off before its last fragment: discarded", self.peername)
-            discard()
-
-    def _abort_on_error(self, exc: Exception) -> None:
-        """A P-DATA-TF that broke PS3.8 Annex E is an invalid PDU (Evt19): AA-8."""
-        self._discard_open_sink()
-        self.owner.protocol_error(exc)
-        if not isinstance(exc, ProtocolError):
-            exc = ProtocolError(f"dataset sink failed: {exc}")
-        if self.connection.state in ul.ESTABLISHED_STATES:
-            self.connection.invalid_pdu(exc)  # logged by flush, as every abort
-        else:
-            log.warning("closing the connection to %s: %s", self.peername, exc)
-        self.flush()
+            sink.discard()
 
     def flush(self) -> None:
         """Write what the connection queued; follow its ARTIM and close requests."""
@@ -270,8 +281,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         """Abort an established association whose peer has gone quiet; else look again later."""
         self._idle = None
         quiet = self._loop.time() - self._last_pdu
-        busy = getattr(self.owner, "busy", None)
-        if busy is not None and busy():
+        if self.owner.busy():
             self._idle = self._loop.call_later(min(self.idle_timeout, 1.0), self._idle_check)
             return
         if quiet < self.idle_timeout:
@@ -300,6 +310,75 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if self._artim is not None:
             self._artim.cancel()
             self._artim = None
+
+    # -- the owner's API: association primitives (PS3.8 9.2.3 local events) -------------
+    @property
+    def established(self) -> bool:
+        """Whether the association exists (Sta6 to Sta12): data may flow, release
+        or abort may be asked."""
+        return self.connection.state in ul.ESTABLISHED_STATES
+
+    def request_association(self, rq: AssociateRQ) -> None:
+        """A-ASSOCIATE request (Evt1): sent once the transport connects."""
+        self.connection.request_association(rq)
+        self.flush()
+
+    def accept(self, ac: AssociateAC) -> None:
+        """A-ASSOCIATE response, accept (Evt7): send the A-ASSOCIATE-AC."""
+        self.connection.accept(ac)
+        self.flush()
+
+    def reject(self, rj: AssociateRJ) -> None:
+        """A-ASSOCIATE response, reject (Evt8): send the A-ASSOCIATE-RJ, then close."""
+        self.connection.reject(rj)
+        self.flush()
+
+    def use_contexts(self, context_ids: Iterable[int]) -> None:
+        """The negotiated presentation contexts: a PDV on any other aborts."""
+        self.connection.use_contexts(context_ids)
+
+    def release(self) -> None:
+        """A-RELEASE request (Evt11): send the A-RELEASE-RQ."""
+        self.connection.release()
+        self.flush()
+
+    def release_response(self) -> bool:
+        """A-RELEASE response (Evt14) if the UL awaits one (Sta8, Sta9, Sta12);
+        whether it was sent."""
+        if self.connection.state not in ul.RELEASE_RESPONSE_STATES:
+            return False
+        self.connection.release_response()
+        self.flush()
+        return True
+
+    def abort(self, reason: int = 0, source: int = AbortSource.SERVICE_USER) -> bool:
+        """A-ABORT request (Evt15) if the UL state has one (Sta3 to Sta12); whether
+        an A-ABORT was queued. A dataset still arriving is discarded."""
+        if self.connection.state not in ul.ABORTABLE_STATES:
+            return False
+        self._discard_open_sink()
+        self.connection.abort(reason=reason, source=source)
+        self.flush()
+        return True
+
+    def abort_invalid(self, error: ProtocolError) -> None:
+        """A message the owner found breaking PS3.7 is an invalid PDU (Evt19):
+        AA-8, with the error's source and reason, if the association exists."""
+        if self.connection.state in ul.ESTABLISHED_STATES:
+            self._discard_open_sink()
+            self.connection.invalid_pdu(error)
+            self.flush()
+
+    def close(self, *, reset: bool = False) -> None:
+        """Close the TCP connection after what is queued (``reset``: at once,
+        dropping it)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if reset:
+            transport.abort()
+        elif not transport.is_closing():
+            transport.close()
 
     # -- sending --------------------------------------------------------------------
     async def drain(self) -> None:

@@ -38,6 +38,16 @@ from typing import Any
 
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.pdu import RoleSelection
+from dicomnet.core.status import (
+    CLASS_INSTANCE_CONFLICT,
+    INVALID_ARGUMENT_VALUE,
+    INVALID_OBJECT_INSTANCE,
+    NO_SUCH_ACTION,
+    NO_SUCH_EVENT_TYPE,
+    NO_SUCH_SOP_INSTANCE,
+    PROCESSING_FAILURE,
+    SUCCESS,
+)
 from dicomnet.core.uids import (
     STORAGE_COMMITMENT_PUSH,
     STORAGE_COMMITMENT_PUSH_INSTANCE,
@@ -60,14 +70,6 @@ log = logging.getLogger("dicomnet.services.commitment")
 REQUEST_COMMITMENT = 1
 ALL_COMMITTED = 1
 SOME_FAILED = 2
-NO_SUCH_INSTANCE = 0x0112
-PROCESSING_FAILURE = 0x0110
-CLASS_INSTANCE_CONFLICT = 0x0119
-INVALID_ARGUMENT_VALUE = 0x0115
-"""N-ACTION / N-EVENT-REPORT status for an action or event information the
-receiver cannot use (PS3.7 10.1.1.1.8, 10.1.4.1.10): no Transaction UID."""
-NO_SUCH_EVENT_TYPE = 0x0113
-NO_SUCH_ACTION_TYPE = 0x0123
 
 Reference = tuple[str, str]
 """(SOP Class UID, SOP Instance UID)."""
@@ -185,7 +187,7 @@ class CommitmentWaiter:
             log.warning("storage commitment report for unknown transaction %s", uid)
         elif not future.done():
             future.set_result(result)
-        return 0x0000
+        return SUCCESS
 
 
 async def request_commitment(
@@ -286,9 +288,9 @@ class CommitmentProvider:
         """Answer the N-ACTION, then report in a task of its own."""
         message = request.message
         if message.requested_sop_instance_uid != STORAGE_COMMITMENT_PUSH_INSTANCE:
-            return Reply(0x0117)  # invalid SOP instance: there is one well-known instance
+            return Reply(INVALID_OBJECT_INSTANCE)  # there is one well-known instance
         if message.action_type_id != REQUEST_COMMITMENT:
-            return Reply(NO_SUCH_ACTION_TYPE)
+            return Reply(NO_SUCH_ACTION)
         action = request.dataset
         if action is None or "TransactionUID" not in action:
             return Reply(INVALID_ARGUMENT_VALUE, None, {"error_comment": "no Transaction UID"})
@@ -302,7 +304,7 @@ class CommitmentProvider:
         )
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
-        return Reply(0x0000, None, {"action_type_id": REQUEST_COMMITMENT})
+        return Reply(SUCCESS, None, {"action_type_id": REQUEST_COMMITMENT})
 
     async def verdicts(
         self, references: Sequence[Reference]
@@ -314,7 +316,7 @@ class CommitmentProvider:
             found = self.lookup(sop_instance)
             path = await found if inspect.isawaitable(found) else found
             reason = (
-                NO_SUCH_INSTANCE
+                NO_SUCH_SOP_INSTANCE
                 if path is None
                 else await asyncio.to_thread(_check_file, path, sop_class, sop_instance)
             )

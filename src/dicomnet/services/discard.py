@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from dicomnet.core.status import SUCCESS
 from dicomnet.net.association import IncomingRequest
-from dicomnet.services.store_events import StoreObserver, report_store
+from dicomnet.net.provider import DatasetSink, StoreObserver
+from dicomnet.services.store_events import dataset_started, report_store
 
 __all__ = ["DiscardStorage"]
 
@@ -19,14 +21,18 @@ __all__ = ["DiscardStorage"]
 class _NullSink:
     """Counts the bytes of one dataset and drops them."""
 
-    __slots__ = ("size", "started")
+    __slots__ = ("committing", "size", "started")
 
     def __init__(self) -> None:
         self.size = 0
         self.started = time.monotonic()
+        self.committing = False
 
     def write(self, fragment: Any) -> None:
         self.size += len(fragment)
+
+    def discard(self) -> None:
+        """Nothing was kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class _Received:
 class DiscardStorage:
     """Answers Success to every C-STORE after receiving it whole; stores nothing.
 
+    A :class:`dicomnet.net.provider.StoreProvider`.
+
     Attributes
     ----------
     instances, bytes : int
@@ -54,10 +62,14 @@ class DiscardStorage:
         """Told of every C-STORE answered (:mod:`dicomnet.services.store_events`)."""
 
     def attach(self, listener: Any) -> None:
+        """Serve C-STORE on ``listener`` with this provider."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
 
-    def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
+    def sink(
+        self, association: Any, context_id: int, command: dict[int, Any]
+    ) -> DatasetSink | None:
+        """A sink that only counts, for every dataset."""
         return _NullSink()
 
     async def handle(self, request: IncomingRequest) -> int:
@@ -65,6 +77,5 @@ class DiscardStorage:
         size = received.size if isinstance(received, _NullSink) else len(received or b"")
         self.instances += 1
         self.bytes += size
-        started = getattr(received, "started", None) or time.monotonic()
-        report_store(self.observers, request, 0x0000, _Received(size), started)
-        return 0x0000
+        report_store(self.observers, request, SUCCESS, _Received(size), dataset_started(request))
+        return SUCCESS

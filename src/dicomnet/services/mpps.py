@@ -37,6 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from dicomnet.core.dimse import CommandField
+from dicomnet.core.status import (
+    DUPLICATE_SOP_INSTANCE,
+    INVALID_ATTRIBUTE_VALUE,
+    INVALID_OBJECT_INSTANCE,
+    MISSING_ATTRIBUTE,
+    NO_SUCH_SOP_INSTANCE,
+    PROCESSING_FAILURE,
+    SUCCESS,
+)
 from dicomnet.core.uids import MPPS, is_valid_uid
 from dicomnet.net.association import IncomingRequest, Reply
 
@@ -46,12 +55,8 @@ IN_PROGRESS = "IN PROGRESS"
 FINAL = frozenset({"COMPLETED", "DISCONTINUED"})
 STATES = FINAL | {IN_PROGRESS}
 
-DUPLICATE_INSTANCE = 0x0111
-NO_SUCH_INSTANCE = 0x0112
-INVALID_VALUE = 0x0106
-MISSING_ATTRIBUTE = 0x0120
-PROCESSING_FAILURE = 0x0110
 NO_LONGER_UPDATABLE_ID = 0xA710
+"""An Error ID (0000,0903) value, not a status: sent with 0110 (PS3.4 F.7.2.2)."""
 NO_LONGER_UPDATABLE = "Performed Procedure Step Object may no longer be updated"
 
 
@@ -61,7 +66,7 @@ def _invalid_status(value: Any, comment: str) -> Reply:
 
     invalid = Dataset()
     invalid.PerformedProcedureStepStatus = value
-    return Reply(INVALID_VALUE, invalid, {"error_comment": comment})
+    return Reply(INVALID_ATTRIBUTE_VALUE, invalid, {"error_comment": comment})
 
 
 class MPPSProvider:
@@ -93,9 +98,9 @@ class MPPSProvider:
 
         uid = request.message.affected_sop_instance_uid or str(generate_uid())
         if not is_valid_uid(uid):
-            return 0x0117  # invalid SOP instance
+            return INVALID_OBJECT_INSTANCE
         if uid in self.steps:
-            return DUPLICATE_INSTANCE
+            return DUPLICATE_SOP_INSTANCE
         step = request.dataset if request.dataset is not None else Dataset()
         status = step.get("PerformedProcedureStepStatus")
         if status is None or status == "":
@@ -108,14 +113,14 @@ class MPPSProvider:
             return _invalid_status(status, "a procedure step is created IN PROGRESS")
         self.steps[uid] = step
         self._save(uid)
-        return Reply(0x0000, step, {"affected_sop_instance_uid": uid})
+        return Reply(SUCCESS, step, {"affected_sop_instance_uid": uid})
 
     async def update(self, request: IncomingRequest) -> Reply | int:
         """The N-SET handler: change a step that is not final yet."""
         uid = request.message.requested_sop_instance_uid
         step = self.steps.get(uid)
         if step is None:
-            return NO_SUCH_INSTANCE
+            return NO_SUCH_SOP_INSTANCE
         if str(step.get("PerformedProcedureStepStatus", "")) in FINAL:
             return Reply(
                 PROCESSING_FAILURE,
@@ -130,7 +135,7 @@ class MPPSProvider:
             for element in changes:
                 step[element.tag] = element
         self._save(uid)
-        return Reply(0x0000, step)
+        return Reply(SUCCESS, step)
 
     def _save(self, uid: str) -> None:
         if self.folder is None:

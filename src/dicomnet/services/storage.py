@@ -36,17 +36,26 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dicomnet.core.status import (
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH,
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    WARNING,
+)
 from dicomnet.core.uids import is_valid_uid
 from dicomnet.dataset.attributes import read_file_attributes
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
-from dicomnet.services.store_events import StoreObserver, report_store
+from dicomnet.net.provider import DatasetSink, StoreObserver
+from dicomnet.services.store_events import dataset_started, report_store, source_ae_title
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -66,14 +75,6 @@ AFFECTED_SOP_CLASS_UID = 0x00000002
 AFFECTED_SOP_INSTANCE_UID = 0x00001000
 COMMAND_FIELD = 0x00000100
 C_STORE_RQ = 0x0001
-
-SUCCESS = 0x0000
-DUPLICATE_KEPT = 0xB000
-"""Warning for a second copy under ``keep``: what is stored is not what was just sent."""
-DUPLICATE_REJECTED = 0x0111
-OUT_OF_RESOURCES = 0xA700
-DATASET_DOES_NOT_MATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
 
 LAYOUTS = ("study", "flat")
 DUPLICATE_POLICIES = ("keep", "replace", "reject")
@@ -147,9 +148,9 @@ def _create(path: str) -> tuple[int, str]:
 class StoreSink:
     """Receives one dataset's fragments into a temporary Part 10 file.
 
-    A sink never raises from :meth:`write` (the codec's contract): the first
-    OS error is recorded, the remaining fragments are dropped, and the
-    handler answers a failure status.
+    A :class:`dicomnet.net.provider.FileDatasetSink`. A sink never raises from
+    :meth:`write` (the codec's contract): the first OS error is recorded, the
+    remaining fragments are dropped, and the handler answers a failure status.
     """
 
     def __init__(
@@ -207,6 +208,22 @@ class StoreSink:
             self._fail(exc)
             return
         self.size += len(fragment)
+
+    def fileno(self) -> int:
+        """The temporary file, open at the end of what is written; -1 once it
+        failed, was discarded or is being committed."""
+        if self.error is not None or self.committing:
+            return -1
+        return self._fd
+
+    def wrote(self, nbytes: int) -> None:
+        """Count dataset bytes written straight to :meth:`fileno`."""
+        self.size += nbytes
+
+    def failed(self, error: OSError) -> None:
+        """A write straight to :meth:`fileno` failed: as if :meth:`write` had."""
+        if self.error is None:
+            self._fail(error)
 
     @property
     def sha256(self) -> str:
@@ -328,11 +345,17 @@ class FolderStorage:
         Tags (tag: keyword) read from each dataset at commit with the study
         layout and returned in ``StoredInstance.attributes``: the archive
         passes what its index keeps, so the header is read once.
+    on_stored : async callable, optional
+        ``on_stored(request, record)``, awaited once the instance is durable
+        and before the answer: what else must hold before Success (an archive
+        indexes the instance); it returns the status to answer. Without it
+        the status is :meth:`status_of` the record.
 
     Temporary files live in ``folder/.incoming``; leftovers of a process that
     no longer runs are removed when a storage opens the folder.
 
-    Use ``listener.dataset_sink = storage.sink`` and
+    A :class:`dicomnet.net.provider.StoreProvider`: use
+    ``listener.dataset_sink = storage.sink`` and
     ``listener.on_c_store(storage.handle)``, or :meth:`attach`.
     """
 
@@ -346,6 +369,7 @@ class FolderStorage:
         duplicates: str = "keep",
         attribute_tags: dict[int, str] | None = None,
         prefetch: int = 0,
+        on_stored: Callable[[IncomingRequest, StoredInstance], Awaitable[int]] | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
@@ -361,6 +385,7 @@ class FolderStorage:
         self.layout = layout
         self.duplicates = duplicates
         self.attribute_tags = {**_PLACEMENT_TAGS, **(attribute_tags or {})}
+        self.on_stored = on_stored
         self._folder_name = os.fspath(self.folder)
         self._incoming_name = os.fspath(self.incoming)
         self._syncs = _DirectorySyncs()
@@ -429,8 +454,10 @@ class FolderStorage:
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
 
-    def sink(self, association: Any, context_id: int, command: dict[int, Any]) -> Any:
-        """The Assembler's ``on_command`` hook: a file sink for C-STORE datasets."""
+    def sink(
+        self, association: Any, context_id: int, command: dict[int, Any]
+    ) -> DatasetSink | None:
+        """The sink factory: a file sink for C-STORE datasets, None for others."""
         if command.get(COMMAND_FIELD) != C_STORE_RQ:
             return None
         instance_uid = command.get(AFFECTED_SOP_INSTANCE_UID)
@@ -446,7 +473,7 @@ class FolderStorage:
             class_uid,
             instance_uid,
             context.transfer_syntax,
-            source_ae_title=getattr(association, "calling_ae_title", ""),
+            source_ae_title=source_ae_title(association),
         )
         temp_name = f"{instance_uid}.{self._pid}.{next(self._temp_names)}.part"
         return StoreSink(
@@ -525,13 +552,16 @@ class FolderStorage:
         return parent
 
     async def handle(self, request: IncomingRequest) -> int:
-        """The C-STORE handler: commit the sink's file, then answer."""
-        started = getattr(request.raw_dataset, "started", None) or time.monotonic()
+        """The C-STORE handler: commit the sink's file, run :attr:`on_stored`, answer."""
+        started = dataset_started(request)
         outcome = await self.store(request)
         if isinstance(outcome, int):
             report_store(self.observers, request, outcome, None, started)
             return outcome
-        status = self.status_of(outcome)
+        if self.on_stored is None:
+            status = self.status_of(outcome)
+        else:
+            status = await self.on_stored(request, outcome)
         report_store(self.observers, request, status, outcome, started)
         return status
 
@@ -539,7 +569,8 @@ class FolderStorage:
         """The C-STORE status of a stored instance under the duplicate policy."""
         if not record.duplicate or self.duplicates == "replace":
             return SUCCESS
-        return DUPLICATE_KEPT if self.duplicates == "keep" else DUPLICATE_REJECTED
+        # A copy kept: what is stored is not what was just sent (B000, "coercion").
+        return WARNING if self.duplicates == "keep" else DUPLICATE_SOP_INSTANCE
 
     async def store(self, request: IncomingRequest) -> StoredInstance | int:
         """Make the request's instance durable: its record, or the failure status.
@@ -596,7 +627,7 @@ class FolderStorage:
             self.stored.append(record)
         return record
 
-    def _sink_from_memory(self, request: IncomingRequest) -> Any:
+    def _sink_from_memory(self, request: IncomingRequest) -> DatasetSink | None:
         command = {
             COMMAND_FIELD: C_STORE_RQ,
             AFFECTED_SOP_CLASS_UID: request.message.affected_sop_class_uid,
@@ -669,12 +700,16 @@ def _running(pid: int) -> bool:
 class _Refused:
     """A sink that drops a dataset the command already disqualified."""
 
-    __slots__ = ("size", "started", "status")
+    __slots__ = ("committing", "size", "started", "status")
 
     def __init__(self, status: int) -> None:
         self.status = status
         self.size = 0
         self.started = time.monotonic()
+        self.committing = False
 
     def write(self, fragment: Any) -> None:
         self.size += len(fragment)
+
+    def discard(self) -> None:
+        """Nothing was kept."""

@@ -17,62 +17,50 @@ page cache through a line-buffered file, a metric is an increment.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
 from typing import Any, TextIO
 
-__all__ = ["AssociationLog", "EventLog", "StoreEvent", "StoreObserver", "report_store"]
+from dicomnet.core.status import STORED_STATUSES
+from dicomnet.net.association import IncomingRequest
+from dicomnet.net.listener import ServerAssociation
+from dicomnet.net.provider import StoreEvent, StoreObserver
+
+__all__ = [
+    "AssociationLog",
+    "EventLog",
+    "StoreEvent",
+    "StoreObserver",
+    "dataset_started",
+    "report_store",
+    "source_ae_title",
+]
 
 association_log = logging.getLogger("dicomnet.associations")
 
-STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
-"""Statuses after which the archive holds the instance."""
+
+def source_ae_title(association: object) -> str:
+    """Who sent a stored instance (PS3.10 7.1 Source AE Title): the calling AE
+    title of an association a listener accepted; "" on one this side opened
+    (a C-GET), whose peer's title the association does not hold."""
+    return association.calling_ae_title if isinstance(association, ServerAssociation) else ""
 
 
-@dataclass(frozen=True, slots=True)
-class StoreEvent:
-    """One answered C-STORE, as the event log and the metrics see it."""
-
-    time: float
-    """Wall clock when the answer was decided (seconds since the epoch)."""
-    association: int
-    peer: str
-    calling_ae_title: str
-    called_ae_title: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    bytes: int
-    sha256: str
-    duration: float
-    """Seconds from the dataset's first byte to the answer."""
-    status: int
-    path: str
-
-    @property
-    def stored(self) -> bool:
-        return self.status in STORED_STATUSES
-
-    def as_json(self) -> str:
-        fields = asdict(self)
-        fields["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time)) + (
-            f".{int(self.time % 1 * 1000):03d}Z"
-        )
-        fields["status"] = f"0x{self.status:04X}"
-        fields["duration_ms"] = round(fields.pop("duration") * 1000, 3)
-        return json.dumps(fields, separators=(",", ":"))
-
-
-StoreObserver = Callable[[StoreEvent], None]
+def dataset_started(request: IncomingRequest) -> float:
+    """When the request's dataset began to arrive: its sink's ``started``, or now
+    for a dataset collected in memory (the command and dataset came together)."""
+    sink = request.raw_dataset
+    if sink is None or isinstance(sink, (bytes, bytearray, memoryview)):
+        return time.monotonic()
+    started: float = sink.started
+    return started
 
 
 def report_store(
     observers: Iterable[StoreObserver],
-    request: Any,
+    request: IncomingRequest,
     status: int,
     record: Any,
     started: float,
@@ -84,20 +72,27 @@ def report_store(
     ``time.monotonic()`` of the dataset's first byte.
     """
     association = request.association
-    size = record.size if record is not None else int(getattr(request.raw_dataset, "size", 0))
-    if status in STORED_STATUSES and hasattr(association, "instances"):
+    sink = request.raw_dataset
+    if record is not None:
+        size = record.size
+    elif sink is None or isinstance(sink, (bytes, bytearray, memoryview)):
+        size = len(sink or b"")
+    else:
+        size = sink.size
+    if status in STORED_STATUSES and isinstance(association, ServerAssociation):
         association.instances += 1
         association.bytes += size
     observers = list(observers)
     if not observers:
         return
     message = request.message
+    accepted = association if isinstance(association, ServerAssociation) else None
     event = StoreEvent(
         time=time.time(),
-        association=int(getattr(association, "number", 0)),
-        peer=str(getattr(association, "peer", "")),
-        calling_ae_title=str(getattr(association, "calling_ae_title", "")),
-        called_ae_title=str(getattr(association, "called_ae_title", "")),
+        association=accepted.number if accepted else 0,
+        peer=accepted.peer if accepted else "",
+        calling_ae_title=accepted.calling_ae_title if accepted else "",
+        called_ae_title=accepted.called_ae_title if accepted else "",
         sop_class_uid=str(message.affected_sop_class_uid or ""),
         sop_instance_uid=str(message.affected_sop_instance_uid or ""),
         transfer_syntax=_transfer_syntax(request),
