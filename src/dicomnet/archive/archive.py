@@ -128,6 +128,8 @@ class Archive:
         ).attach(listener)
 
     async def close(self) -> None:
+        """Finish every store under way (file and row), then close."""
+        await self.storage.drain()
         self.storage.close()
         await self.index.close()
 
