@@ -346,7 +346,11 @@ class FolderStorage:
             if not (is_valid_uid(study) and is_valid_uid(series)):
                 raise Rejected(CANNOT_UNDERSTAND, "no valid Study and Series Instance UIDs")
             names = (study, series)
-        sha256 = sink.sha256() if self.digest else ""
+        sha256 = ""
+        if self.digest:  # the codec's, or (a codec that cannot hash) read back off the loop
+            sha256 = sink.digest.hex() or await asyncio.get_running_loop().run_in_executor(
+                None, sink.sha256
+            )
         folder = self.publisher.folder(*names)
         try:
             published = await self.publisher.publish(sink, os.path.join(folder, f"{uid}.dcm"))
