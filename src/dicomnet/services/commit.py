@@ -20,7 +20,9 @@ bytes, from which the indexed attributes are read without reopening the file.
   one ``fsync`` per folder that received a name. Every instance completed
   while a batch runs goes into the next one, so one round of syncs serves
   them all (group commit), and none is reported published before the
-  ``fsync`` of its folder has returned.
+  ``fsync`` of its folder has returned. A batch of several files uses two
+  ``syncfs`` instead (data before the links, names after), whatever the
+  number of files and folders in it.
 
 A crash before ``linkat`` leaves nothing: an unnamed file vanishes with its
 descriptor. With temporary names (the fallback) a crash leaves a
@@ -37,12 +39,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import errno
 import hashlib
 import itertools
 import logging
 import os
+import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +58,9 @@ log = logging.getLogger("dicomnet.services.commit")
 
 HEAD_LENGTH = 16 << 10
 """Bytes of each dataset's start kept in memory to read its indexed attributes."""
+
+SYNCFS_FROM = 4
+"""Files in a group commit from which one ``syncfs`` beats a sync per file and folder."""
 
 FOLDER_CACHE = 4096
 """Series folders remembered as existing; the memory is dropped when full."""
@@ -233,6 +241,9 @@ class Publisher:
         self._tmpfile = self._proc >= 0
         self.batches = 0
         """Group commits run (for tests and metrics: fewer than instances under load)."""
+        self._syncfs = _load_syncfs()
+        self._fs = os.open(self.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        """A descriptor on the storage's file system, for ``syncfs``."""
         self._prefetch = prefetch
         self._ready: collections.deque[tuple[int, str | None]] = collections.deque()
         self._wake = threading.Event()
@@ -366,21 +377,34 @@ class Publisher:
             self._committing = False
 
     def _commit(self, items: list[tuple[IncomingFile, str]]) -> list[Published | BaseException]:
-        """One group commit, on the committer thread: data, names, folders."""
-        results: list[Published | BaseException] = []
-        synced: list[tuple[IncomingFile, str]] = []
-        for file, final in items:
-            try:
-                os.fdatasync(file.fileno())
-            except OSError as exc:
-                file.discard()  # rule 9: a failed sync is final for that write
-                results.append(exc)
-                continue
-            synced.append((file, final))
-            results.append(Published(final, False))
+        """One group commit, on the committer thread: data, names, folders.
+
+        A batch of :data:`SYNCFS_FROM` files or more is made durable with two
+        ``syncfs`` calls (Linux), one before the links (the data of every
+        file) and one after (every new name), whatever the number of files
+        and folders; a smaller one with ``fdatasync`` per file and ``fsync``
+        per folder. A name whose sync failed is removed again: its instance
+        is answered A700 and must not stay visible without its index row.
+        """
+        results: list[Published | BaseException] = [Published(final, False) for _, final in items]
+        whole_fs = self._syncfs is not None and len(items) >= SYNCFS_FROM
+        if whole_fs:
+            failed = self._sync_all()
+            if failed is not None:
+                for file, _ in items:
+                    file.discard()  # rule 9: a failed sync is final for these writes
+                return [failed] * len(items)
+        else:
+            for slot, (file, _) in enumerate(items):
+                try:
+                    os.fdatasync(file.fileno())
+                except OSError as exc:
+                    file.discard()
+                    results[slot] = exc
         folders: dict[str, list[int]] = {}
-        slots = [i for i, r in enumerate(results) if isinstance(r, Published)]
-        for slot, (file, final) in zip(slots, synced, strict=True):
+        for slot, (file, final) in enumerate(items):
+            if isinstance(results[slot], BaseException):
+                continue
             try:
                 results[slot] = published = _link(file, final, self.replace, self._proc)
             except OSError as exc:
@@ -390,13 +414,33 @@ class Publisher:
                 file.discard()
             if not published.duplicate or self.replace:
                 folders.setdefault(os.path.dirname(final), []).append(slot)
-        for folder, waiting in folders.items():
-            try:
-                _fsync_folder(folder)
-            except OSError as exc:
-                for slot in waiting:
-                    results[slot] = exc
+        if whole_fs:
+            failed = self._sync_all()
+            failures = {folder: failed for folder in folders} if failed is not None else {}
+        else:
+            failures = {}
+            for folder in folders:
+                try:
+                    _fsync_folder(folder)
+                except OSError as exc:
+                    failures[folder] = exc
+        for folder, error in failures.items():
+            for slot in folders[folder]:
+                named = results[slot]
+                if isinstance(named, Published) and not named.duplicate:
+                    with contextlib.suppress(OSError):
+                        os.unlink(named.path)
+                results[slot] = error
         return results
+
+    def _sync_all(self) -> OSError | None:
+        """``syncfs`` of the storage's file system; the error, if it failed."""
+        assert self._syncfs is not None
+        try:
+            self._syncfs(self._fs)
+        except OSError as exc:
+            return exc
+        return None
 
     async def drain(self) -> None:
         """Wait until no batch runs (shutdown)."""
@@ -423,6 +467,9 @@ class Publisher:
         if self._proc >= 0:
             os.close(self._proc)
             self._proc = -1
+        if self._fs >= 0:
+            os.close(self._fs)
+            self._fs = -1
 
 
 def _link(file: IncomingFile, final: str, replace: bool, proc: int) -> Published:
@@ -459,6 +506,25 @@ def _link(file: IncomingFile, final: str, replace: bool, proc: int) -> Published
         os.replace(file.temp_path, final)
         file.temp_path = None
     return Published(final, False)
+
+
+def _load_syncfs() -> Callable[[int], None] | None:
+    """``syncfs(fd)`` from the C library (Linux 2.6.39+), raising OSError; else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+
+    def syncfs(fd: int) -> None:
+        if function(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+
+    return syncfs
 
 
 def _open_proc() -> int:
