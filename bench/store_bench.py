@@ -247,7 +247,7 @@ def one_run(pair: Pair, files: Path, count: int, work: Path) -> Run:
         # ``out`` stays until the end of the run (see the module docstring).
 
 
-def pairs_for(set_name: str) -> list[Pair]:
+def pairs_for(set_name: str, pynetdicom: bool = True) -> list[Pair]:
     pairs = [
         Pair("storescu", "storescp"),
         Pair("storescu", "storescp --ignore"),
@@ -258,8 +258,9 @@ def pairs_for(set_name: str) -> list[Pair]:
         Pair("dicomnet", "dicomnet --ignore"),
         Pair("storescu", "dicomnet"),
         Pair("dicomnet", "storescp"),
-        Pair("pynetdicom", "pynetdicom"),
     ]
+    if pynetdicom:
+        pairs.append(Pair("pynetdicom", "pynetdicom"))
     if set_name == "small":
         pairs.append(Pair("dicomnet x32", "dicomnet"))
         pairs.append(Pair("dicomnet x32", "dicomnet --ignore"))
@@ -281,7 +282,7 @@ def run_with_retry(pair: Pair, files: Path, count: int, work: Path) -> Run:
 
 def report(set_name: str, count: int, size: int, pairs: list[Pair]) -> None:
     base = next(p for p in pairs if p.name == "storescu -> storescp").median("seconds")
-    pynet = next(p for p in pairs if p.sender == "pynetdicom").median("seconds")
+    pynet = next((p.median("seconds") for p in pairs if p.sender == "pynetdicom"), float("nan"))
     print(
         f"\n### {set_name}: {count} instances of {size / count / 1e6:.2f} MB "
         f"({size / 1e6:.0f} MB), one association unless xN\n"
@@ -309,6 +310,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies instance counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--without-pynetdicom", action="store_true", help="leave the pynetdicom pair out"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="--scale 0.1 --rounds 1 unless given otherwise"
     )
     args = parser.parse_args()
@@ -325,7 +329,7 @@ def main() -> None:
             count = max(1, round(count * args.scale))
             files = work / set_name
             size = make_set(files, count, pixels)
-            pairs = pairs_for(set_name)
+            pairs = pairs_for(set_name, not args.without_pynetdicom)
             for _ in range(args.rounds):
                 for pair in pairs:
                     pair.runs.append(run_with_retry(pair, files, count, work))
