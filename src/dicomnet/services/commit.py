@@ -281,6 +281,7 @@ class Publisher:
         """The filler thread: top the reserve up each time it is woken."""
         while True:
             self._wake.wait()
+            self._wake.clear()  # before the check: a wake-up from close() is never lost
             if self._closed:
                 return
             try:
@@ -288,7 +289,6 @@ class Publisher:
                     self._ready.append(self._open())
             except OSError as exc:  # the event loop creates its own and reports the error
                 log.debug("cannot create incoming files ahead in %s: %s", self.incoming, exc)
-            self._wake.clear()
 
     def _open(self) -> tuple[int, str | None]:
         """A new empty incoming file: (descriptor, temporary name or None)."""
