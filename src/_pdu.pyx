@@ -1189,8 +1189,8 @@ cdef object decode_associate(const uint8_t* p, Py_ssize_t size, bint is_rq):
             user_information = decode_user_information(p, s, s + n)
     cls = AssociateRQ if is_rq else AssociateAC
     return cls(
-        called_ae_title=latin1(p, 4, 16).strip(" "),
-        calling_ae_title=latin1(p, 20, 16).strip(" "),
+        called_ae_title=latin1(p, 4, 16).strip(" \x00"),
+        calling_ae_title=latin1(p, 20, 16).strip(" \x00"),
         presentation_contexts=tuple(contexts),
         user_information=user_information or UserInformation(),
         application_context=application_context or "",

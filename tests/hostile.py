@@ -7,7 +7,12 @@ the case, the harness checks what every case must leave
 behind: the witness still answered, a new association is still accepted,
 every hostile association is gone, no task, file descriptor or temporary
 file remains, no file is half-written in the archive, nothing escaped to the
-event loop's exception handler, and no log line carries a traceback.
+event loop's exception handler, no log line carries a traceback, and no log
+line carries a control character (peer-supplied text is escaped).
+
+The listener runs the association log, as ``dicomnet listen`` does, and the
+harness collects every store event (what ``--event-log`` writes), so a case
+can assert the line a refused C-STORE leaves.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dicomnet.dataset.encoding import encode_dataset
 from dicomnet.net import client
 from dicomnet.net.listener import Listener, ListenerLimits
 from dicomnet.services.storage import FolderStorage
+from dicomnet.services.store_events import AssociationLog, StoreEvent
 from dicomnet.testing import RawPeer, open_files, raw, task_count
 
 from factory import ct_dataset
@@ -69,6 +75,10 @@ class LogWatch(logging.Handler):
     def lines(self) -> str:
         return "\n".join(record.getMessage() for record in self.records)
 
+    def unprintable(self) -> list[str]:
+        """Log messages holding a character ``str.isprintable`` refuses (CR, LF, ESC, NUL...)."""
+        return [m for m in (r.getMessage() for r in self.records) if not m.isprintable()]
+
 
 @dataclass
 class Harness:
@@ -79,7 +89,9 @@ class Harness:
     log: LogWatch
     loop_errors: list[dict[str, Any]] = field(default_factory=list)
     case_records: list[logging.LogRecord] = field(default_factory=list)
-    """What the listener logged while the case ran."""
+    """What the listener logged while the case ran (the association log aside)."""
+    events: list[StoreEvent] = field(default_factory=list)
+    """Every C-STORE answered, as the event log sees it."""
 
     @property
     def port(self) -> int:
@@ -155,7 +167,9 @@ async def under_attack(folder: Path, **listener_options: Any) -> AsyncIterator[H
     )
     storage = FolderStorage(folder, layout="study")
     storage.attach(listener)
+    listener.observers.append(AssociationLog())
     harness = Harness(listener, folder, watch)
+    storage.observers.append(harness.events.append)
     loop.set_exception_handler(lambda _, context: harness.loop_errors.append(context))
     try:
         await listener.listen("127.0.0.1", 0)
@@ -177,7 +191,11 @@ async def under_attack(folder: Path, **listener_options: Any) -> AsyncIterator[H
         echoing = asyncio.create_task(keep_echoing())
         try:
             yield harness
-            harness.case_records = [r for r in watch.records if "WITNESS" not in r.getMessage()]
+            harness.case_records = [
+                r
+                for r in watch.records
+                if "WITNESS" not in r.getMessage() and r.name != "dicomnet.associations"
+            ]
             assert not echoing.done(), f"the witness association was hurt: {echoing!r}"
             echoing.cancel()
             assert (await witness.echo()).status == 0, "the witness association was hurt"
@@ -201,6 +219,7 @@ async def under_attack(folder: Path, **listener_options: Any) -> AsyncIterator[H
         assert not harness.loop_errors, f"escaped to the event loop: {harness.loop_errors}"
         tracebacks = [r for r in watch.records if r.exc_info and r.levelno >= logging.ERROR]
         assert not tracebacks, f"a traceback was logged: {tracebacks[0].getMessage()}"
+        assert not watch.unprintable(), f"a control character was logged: {watch.unprintable()}"
     finally:
         await listener.close(timeout=2)
         storage.close()

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 
 from dicomnet.archive.archive import INDEX_NAME, Archive
 from dicomnet.archive.index import ArchiveIndex, IndexEntry
+from dicomnet.archive.relational import relational_request
 from dicomnet.core.dimse import CommandField
 from dicomnet.core.uids import STUDY_ROOT_FIND, STUDY_ROOT_GET
 from dicomnet.net import client
@@ -97,14 +98,27 @@ def test_store_then_query_every_level(tmp_path: Path) -> None:
                 series = await find(query("SERIES", StudyInstanceUID=study_a, SeriesInstanceUID=""))
                 assert len(series) == 3  # one series per instance in the test data
 
-                images = await find(
-                    query("IMAGE", StudyInstanceUID=f"{study_a}\\{study_b}", SOPInstanceUID="")
+                # a list of studies and no series: relational, refused without negotiation
+                relational_query = query(
+                    "IMAGE", StudyInstanceUID=f"{study_a}\\{study_b}", SOPInstanceUID=""
                 )
-                assert {i.SOPInstanceUID for i in images} == set(by_uid(paths_a + paths_b))
+                refused = [r async for r in assoc.find(relational_query, STUDY_ROOT_FIND)]
+                assert [r.status for r in refused] == [0xA900]
 
                 assert await find(query("STUDY", PatientID="NOBODY", StudyInstanceUID="")) == []
                 bad = [r async for r in assoc.find(query("NOLEVEL"), STUDY_ROOT_FIND)]
                 assert [r.status for r in bad] == [0xA900]
+            async with client.connect(
+                "127.0.0.1",
+                listener.port,
+                contexts=[(STUDY_ROOT_FIND, ["1.2.840.10008.1.2"])],
+                extended=[relational_request(STUDY_ROOT_FIND)],
+            ) as assoc:
+                assert assoc.negotiated.sop_class_extended == {STUDY_ROOT_FIND: b"\x01"}
+                found = [r async for r in assoc.find(relational_query, STUDY_ROOT_FIND)]
+                assert found[-1].status == 0x0000
+                images = {r.identifier.SOPInstanceUID for r in found[:-1]}
+                assert images == set(by_uid(paths_a + paths_b))
         await archive.close()
 
     run(scenario())

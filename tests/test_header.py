@@ -11,6 +11,7 @@ from pydicom.sequence import Sequence
 from dicomnet.archive.index import ATTRIBUTES, TAGS, entry_from_file
 from dicomnet.dataset.attributes import read_attributes
 from dicomnet.dataset.encoding import encode_dataset
+from dicomnet.dataset.part10 import encode_file_meta
 
 from factory import ct_dataset, write_part10
 
@@ -145,3 +146,131 @@ def test_a_deflate_bomb_is_refused_not_inflated(tmp_path: Path) -> None:
     path.write_bytes(meta + bomb)
     with pytest.raises(ValueError, match="deflated dataset"):
         read_file_attributes(path, {0x00080018: "SOPInstanceUID"})
+
+
+# -- the strict reader of what a peer sent --------------------------------------------------
+
+BIG = "1.2.840.10008.1.2.2"
+
+
+def strict(data: bytes, syntax: str, wanted: dict[int, str] = TAGS) -> dict[str, str]:
+    from dicomnet.dataset.attributes import dataset_encoding, read_dataset_attributes
+
+    implicit, little = dataset_encoding(syntax)
+    return read_dataset_attributes(data, implicit, little, wanted)
+
+
+def element(group: int, number: int, value: bytes, vr: bytes = b"") -> bytes:
+    import struct
+
+    if vr:
+        return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
+    return struct.pack("<HHI", group, number, len(value)) + value
+
+
+@pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT, BIG])
+@pytest.mark.parametrize("undefined", [False, True])
+def test_strict_reader_agrees_with_pydicom(syntax: str, undefined: bool) -> None:
+    ds = with_sequences(ct_dataset(3), undefined)
+    assert strict(encode_dataset(ds, syntax), syntax) == expected(ds)
+
+
+@pytest.mark.parametrize(("sent", "negotiated"), [(EXPLICIT, IMPLICIT), (IMPLICIT, EXPLICIT)])
+def test_strict_reader_refuses_another_encoding_than_the_negotiated(
+    sent: str, negotiated: str
+) -> None:
+    from dicomnet.dataset.attributes import UnreadableDataset
+
+    with pytest.raises(UnreadableDataset):
+        strict(encode_dataset(ct_dataset(0), sent), negotiated)
+
+
+def test_little_endian_read_as_big_finds_nothing() -> None:
+    # (0008,0016) read big endian is (0800,1600): past every wanted tag, so the
+    # walk ends there, and a storage refuses a dataset without its SOP Instance UID
+    assert strict(encode_dataset(ct_dataset(0), EXPLICIT), BIG) == {}
+
+
+def test_strict_reader_refuses_groups_below_0008() -> None:
+    from dicomnet.dataset.attributes import UnreadableDataset
+
+    data = encode_dataset(ct_dataset(0), IMPLICIT)
+    meta = element(0x0002, 0x0010, b"1.2.840.10008.1.2\0") + element(0x0002, 0x0013, b"X1")
+    with pytest.raises(UnreadableDataset, match="File Meta group"):
+        strict(meta + data, IMPLICIT)
+    with pytest.raises(UnreadableDataset, match="group 0000"):
+        strict(element(0x0000, 0x0100, b"\1\0") + data, IMPLICIT)
+    with pytest.raises(UnreadableDataset, match="group 0007"):
+        strict(element(0x0007, 0x0010, b"PRIVATE ") + data, IMPLICIT)
+
+
+def test_strict_reader_refuses_what_breaks_ps3_5_section_7() -> None:
+    from dicomnet.dataset.attributes import UnreadableDataset
+
+    data = encode_dataset(ct_dataset(0), EXPLICIT)
+    cases = {
+        "out of order": element(0x0008, 0x0018, b"1.2\0", b"UI")
+        + element(0x0008, 0x0016, b"1.2\0", b"UI"),
+        "repeated": element(0x0008, 0x0016, b"1.2\0", b"UI") * 2,
+        "not a VR": element(0x0008, 0x0016, b"1.2\0", b"XY"),
+        "lowercase VR": element(0x0008, 0x0016, b"1.2\0", b"ui"),
+        "cut in a value": data[:60],
+        "cut in a header": data[: -len(data) + 5],
+        "undefined length on a UI": b"\x08\x00\x16\x00UI\x00\x00"[:6] + b"\xff\xff",
+    }
+    for name, sent in cases.items():
+        with pytest.raises(UnreadableDataset):
+            strict(sent, EXPLICIT)
+            pytest.fail(name)
+    # an undefined length is for sequences: anything but items inside one is refused
+    sequence = b"\x08\x00\x40\x11SQ\0\0\xff\xff\xff\xff" + element(0x0008, 0x0016, b"1.2\0", b"UI")
+    with pytest.raises(UnreadableDataset, match="where an item belongs"):
+        strict(sequence, EXPLICIT, {0x00200013: "InstanceNumber"})
+
+
+def test_strict_reader_walks_deep_nesting_without_recursion() -> None:
+    import struct
+
+    nested = b""
+    for _ in range(5000):  # (0008,1140) SQ of undefined length, before the wanted UIDs
+        nested = (
+            struct.pack("<HHI", 0x0008, 0x1140, 0xFFFFFFFF)
+            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+            + nested
+            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+            + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+        )
+    data = element(0x0008, 0x0016, b"1.2\0") + nested + element(0x0020, 0x000D, b"1.2.3\0")
+    found = strict(data, IMPLICIT)
+    assert found == {"SOPClassUID": "1.2", "StudyInstanceUID": "1.2.3"}
+
+
+def test_strict_reader_decodes_iso_2022_without_pydicom_reading_the_dataset() -> None:
+    ds = ct_dataset(0)
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=山田^太郎"
+    ds.StudyDescription = "頭部"
+    for syntax in (IMPLICIT, EXPLICIT):
+        found = strict(encode_dataset(ds, syntax), syntax)
+        assert found["PatientName"] == "Yamada^Tarou=山田^太郎"
+        assert found["StudyDescription"] == "頭部"
+
+
+def test_strict_reader_of_a_stored_file_past_any_window(tmp_path: Path) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from dicomnet.dataset.attributes import UnreadableDataset, read_stored_attributes
+
+    ds = ct_dataset(2)
+    ds.add_new(0x00191010, "OB", b"\1" * (3 << 20))  # 3 MB of private data before the UIDs
+    for syntax in (EXPLICIT, IMPLICIT, BIG, DeflatedExplicitVRLittleEndian):
+        path = write_part10(ds, tmp_path / "big.dcm", syntax)
+        found = read_stored_attributes(path, TAGS)
+        assert found["StudyInstanceUID"] == ds.StudyInstanceUID, syntax
+        assert found["SeriesInstanceUID"] == ds.SeriesInstanceUID, syntax
+    private = ct_dataset(0)
+    path = tmp_path / "private.dcm"
+    meta = encode_file_meta(private.SOPClassUID, private.SOPInstanceUID, "1.2.3.4.5")
+    path.write_bytes(meta + encode_dataset(private, EXPLICIT))
+    with pytest.raises(UnreadableDataset, match="encoding is unknown"):
+        read_stored_attributes(path, TAGS)

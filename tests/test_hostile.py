@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from dicomnet.core.pdu import AssociateAC
+from dicomnet.dataset.encoding import encode_dataset
 from dicomnet.testing import RawPeer, raw
 from hostile import (
     AE,
     CONTEXTS,
     CT,
+    EXPLICIT,
     FIND,
     IMPLICIT,
     VERIFICATION,
@@ -34,6 +36,8 @@ from hostile import (
     status_of_response,
     under_attack,
 )
+
+from factory import ct_dataset
 
 Case = Callable[[Harness], Awaitable[None]]
 CASES: dict[str, Case] = {}
@@ -396,6 +400,47 @@ async def calling_ae_title_with_nul_high_bytes_path_and_newline(h: Harness) -> N
     assert "\r\n/" not in h.log.lines()  # never raw in a log line
 
 
+FORGING = b"EV\r\nFORGED\x1b[2J"
+"""A calling AE title that would end a log line, forge another and clear the screen."""
+
+
+@tolerated
+async def calling_ae_title_forging_a_log_line(h: Harness) -> None:  # [25]
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq(AE, FORGING, contexts=CONTEXTS[:1]))
+        answer = await peer.read_pdu()
+        assert answer is not None and answer.pdu_type == 0x02
+        await peer.send(echo())
+        assert await status_of_response(peer) == 0x0000
+        await peer.send(raw.release_rq())
+        assert await peer.read_pdu() is not None  # A-RELEASE-RP
+    escaped = "EV\\x0d\\x0aFORGED\\x1b[2J -> HOSTILE"
+    assert await settle(lambda: escaped in h.log.lines())  # the association log, escaped
+
+
+@case
+async def calling_ae_title_forging_a_log_line_rejected(h: Harness) -> None:  # [24] [25]
+    async with await h.peer() as peer:
+        await peer.send(raw.associate_rq("NOT-OURS", FORGING, contexts=CONTEXTS[:1]))
+        rj = await peer.expect_reject()
+        assert (rj.result, rj.source, rj.reason) == (1, 1, 7)
+    assert await settle(lambda: "rejected (result 1, source 1, reason 7)" in h.log.lines())
+    assert "EV\\x0d\\x0aFORGED\\x1b[2J" in h.log.lines()
+
+
+@tolerated
+async def implementation_names_with_control_characters(h: Harness) -> None:  # [27]
+    async with await h.peer() as peer:
+        info = raw.user_information(
+            implementation_class_uid=b"1.2\r\nFORGED\x1b", extra=raw.item(0x55, b"V\r\n\x1b[2J")
+        )
+        await peer.send(raw.associate_rq(AE, FORGING, contexts=CONTEXTS[:1], user_info=info))
+        answer = await peer.read_pdu()
+        assert answer is not None and answer.pdu_type == 0x02
+        await peer.send(echo())
+        assert await status_of_response(peer) == 0x0000
+
+
 @case
 async def uids_too_long_or_not_digits(h: Harness) -> None:  # [26]
     async with await h.peer() as peer:
@@ -662,7 +707,18 @@ async def store_with_an_instance_uid_of_70_bytes(h: Harness) -> None:  # [51]
             raw.p_data(raw.pdv(3, 0x03, raw.c_store_rq(CT, long_uid)), raw.pdv(3, 0x02, data))
         )
         assert await status_of_response(peer) == 0xC000
+        forged = "1.2.3\r\nFORGED"  # refused by the request's own validation too
+        await peer.send(
+            raw.p_data(raw.pdv(3, 0x03, raw.c_store_rq(CT, forged, 2)), raw.pdv(3, 0x02, data))
+        )
+        assert await status_of_response(peer) == 0xC000
     assert h.stored() == []
+    # refused before any handler ran, yet each leaves its event-log line
+    assert [(e.sop_instance_uid, e.status, e.stored) for e in h.events] == [
+        (long_uid, 0xC000, False),
+        (forged, 0xC000, False),
+    ]
+    assert "\r" not in "".join(e.as_json() for e in h.events)
 
 
 @case
@@ -675,6 +731,16 @@ async def store_whose_dataset_uid_differs_from_the_command(h: Harness) -> None: 
 
 
 @case
+async def store_whose_dataset_class_differs_from_the_command(h: Harness) -> None:  # [52]
+    ds = ct_dataset(0)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # an MR dataset under a CT command
+    async with await h.associated_peer() as peer:
+        await peer.send(store_message(str(ds.SOPInstanceUID), encode_dataset(ds, IMPLICIT)))
+        assert await status_of_response(peer) == 0xA900
+    assert h.stored() == []
+
+
+@case
 async def store_of_a_class_other_than_its_context(h: Harness) -> None:  # [52]
     uid, data = ct_bytes()
     command = raw.c_store_rq("1.2.840.10008.5.1.4.1.1.4", uid)  # MR on the CT context
@@ -682,6 +748,9 @@ async def store_of_a_class_other_than_its_context(h: Harness) -> None:  # [52]
         await peer.send(raw.p_data(raw.pdv(3, 0x03, command), raw.pdv(3, 0x02, data)))
         assert await status_of_response(peer) == 0xA900
     assert h.stored() == []
+    assert [(e.sop_class_uid, e.status, e.bytes) for e in h.events] == [
+        ("1.2.840.10008.5.1.4.1.1.4", 0xA900, len(data))
+    ]
 
 
 @tolerated
@@ -711,12 +780,17 @@ async def deeply_nested_sequences(h: Harness) -> None:
         assert status == 0x0000 or status >> 12 in (0xA, 0xC)
 
 
+def deflate_bomb() -> bytes:
+    """200 MB of zeros deflated to about 200 KB (an even length, as PDVs need)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = packer.compress(bytes(200 << 20)) + packer.flush()
+    return bomb + b"\0" * (len(bomb) & 1)
+
+
 @case
 async def deflated_dataset_that_inflates_without_bound(h: Harness) -> None:
     uid, _ = ct_bytes()
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    bomb = packer.compress(bytes(200 << 20)) + packer.flush()  # 200 MB of zeros, ~200 KB
-    bomb += b"\0" * (len(bomb) & 1)
+    bomb = await asyncio.to_thread(deflate_bomb)  # seconds of CPU: not on the event loop
     async with await h.associated_peer() as peer:
         await peer.send(
             raw.p_data(raw.pdv(7, 0x03, raw.c_store_rq(CT, uid)))
@@ -726,6 +800,56 @@ async def deflated_dataset_that_inflates_without_bound(h: Harness) -> None:
             )
         )
         assert await status_of_response(peer, timeout=20) == 0xC000
+    assert h.stored() == []
+
+
+def implicit_element(group: int, element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", group, element, len(value)) + value
+
+
+@case
+async def dataset_carrying_a_file_meta_group(h: Harness) -> None:
+    uid, data = ct_bytes()
+    meta = (
+        implicit_element(0x0002, 0x0001, b"\x00\x01")
+        + implicit_element(0x0002, 0x0010, b"1.2.840.10008.1.2\x00")
+        + implicit_element(0x0002, 0x0013, b"FORGED")
+    )
+    async with await h.associated_peer() as peer:  # PS3.5 7.1: no group below 0008
+        await peer.send(store_message(uid, meta + data))
+        assert await status_of_response(peer) == 0xC000
+    assert h.stored() == []
+    assert "File Meta group inside the dataset" in h.log.lines()
+
+
+@case
+async def explicit_vr_dataset_on_an_implicit_context(h: Harness) -> None:
+    ds = ct_dataset(0)
+    data = encode_dataset(ds, EXPLICIT)  # context 3 negotiated implicit VR
+    async with await h.associated_peer() as peer:
+        await peer.send(store_message(str(ds.SOPInstanceUID), data))
+        assert await status_of_response(peer) == 0xC000
+        # the reverse: implicit VR data on an explicit context
+        implicit_uid, implicit_data = ct_bytes(1)
+        contexts = [raw.presentation_context(9, CT, [EXPLICIT])]
+    assert h.stored() == []
+    async with await h.associated_peer(contexts) as peer:
+        await peer.send(store_message(implicit_uid, implicit_data, context_id=9))
+        assert await status_of_response(peer) == 0xC000
+    assert h.stored() == []
+
+
+@case
+async def dataset_elements_out_of_order(h: Harness) -> None:
+    ds = ct_dataset(0)
+    data = encode_dataset(ds, IMPLICIT)
+    late = implicit_element(0x0008, 0x0005, b"ISO_IR 100")  # belongs before (0008,0016)
+    position = data.index(struct.pack("<HH", 0x0020, 0x000D))
+    async with await h.associated_peer() as peer:
+        await peer.send(
+            store_message(str(ds.SOPInstanceUID), data[:position] + late + data[position:])
+        )
+        assert await status_of_response(peer) == 0xC000
     assert h.stored() == []
 
 
@@ -809,3 +933,23 @@ def test_hostile_input(name: str, tmp_path: Path) -> None:
 
 def test_there_are_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+def test_per_ae_cap_holds_for_a_title_with_control_characters(tmp_path: Path) -> None:  # [24]
+    """The cap counts the title as sent, the same value it checks: escaping is for logs."""
+    from dataclasses import replace
+
+    from hostile import LIMITS
+
+    async def scenario() -> None:
+        limits = replace(LIMITS, max_associations_per_calling_ae=1)
+        async with under_attack(tmp_path, limits=limits) as h:
+            first = await h.peer()
+            await first.associate(CONTEXTS[:1], called=AE, calling="EV\r\n\x1b")
+            async with await h.peer() as second:
+                await second.send(raw.associate_rq(AE, b"EV\r\n\x1b", contexts=CONTEXTS[:1]))
+                rj = await second.expect_reject()
+                assert (rj.result, rj.source, rj.reason) == (2, 3, 2)
+            first.close()
+
+    run(scenario())

@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 
 from dicomnet.archive.archive import Archive
 from dicomnet.archive.index import ArchiveIndex, IndexEntry
+from dicomnet.archive.relational import relational_request
 from dicomnet.core.uids import STUDY_ROOT_FIND
 from dicomnet.net import client
 from dicomnet.net.listener import Listener
@@ -119,7 +120,10 @@ def test_two_listeners_share_one_postgresql_index(database: str, tmp_path: Path)
                 async with client.connect("127.0.0.1", port, contexts=[(CT, [EXPLICIT])]) as a:
                     statuses.append(int((await a.store(path)).status))
             async with client.connect(
-                "127.0.0.1", listeners[1].port, contexts=[(STUDY_ROOT_FIND, [EXPLICIT])]
+                "127.0.0.1",
+                listeners[1].port,
+                contexts=[(STUDY_ROOT_FIND, [EXPLICIT])],
+                extended=[relational_request(STUDY_ROOT_FIND)],  # an IMAGE query by study
             ) as assoc:
                 query = Dataset()
                 query.QueryRetrieveLevel = "IMAGE"

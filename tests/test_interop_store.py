@@ -104,7 +104,9 @@ def test_our_store_cli_into_dcmtk_storescp(tmp_path: Path) -> None:
 
 def test_store_cli_exits_non_zero_when_an_instance_fails(tmp_path: Path) -> None:
     sent = make_files(tmp_path / "out", 2)
-    (tmp_path / "out" / "junk.dcm").write_bytes(b"not dicom at all")
+    # a DICOM prefix with a truncated meta group fails; a file that is not DICOM is skipped
+    (tmp_path / "out" / "junk.dcm").write_bytes(bytes(128) + b"DICM\x02\x00")
+    (tmp_path / "out" / "notes.txt").write_bytes(b"not dicom at all")
 
     async def scenario() -> subprocess.CompletedProcess[str]:
         async with Listener("DICOMNET", accept_any_storage=True) as listener:
@@ -132,7 +134,9 @@ def test_store_cli_exits_non_zero_when_an_instance_fails(tmp_path: Path) -> None
 
     result = run(scenario())
     assert result.returncode != 0
-    assert "junk.dcm" in result.stderr
+    assert "failed: " in result.stderr and "junk.dcm" in result.stderr
+    assert "skipped" in result.stderr and "notes.txt" in result.stderr
+    assert "1 of 3 instances failed" in result.stderr
     assert_same_datasets(sent, by_instance_uid(tmp_path / "archive"))
 
 

@@ -51,16 +51,19 @@ if TYPE_CHECKING:
         STUDY_ROOT_MOVE,
         VERIFICATION_SOP_CLASS,
     )
-    from dicomnet.net.association import (
-        Association,
-        IncomingRequest,
-        OutgoingRequest,
-        Reply,
-        RequestTimeouts,
-    )
+    from dicomnet.net.addresses import BindError
+    from dicomnet.net.association import Association, IncomingRequest, Reply
     from dicomnet.net.client import AssociationTimeouts, ClientConnection, connect
     from dicomnet.net.listener import IPType, Listener, ListenerLimits, ServerAssociation
     from dicomnet.net.operations import NResult, QueryResponse
+    from dicomnet.net.provider import (
+        DatasetSink,
+        FileDatasetSink,
+        StoreEvent,
+        StoreObserver,
+        StoreProvider,
+    )
+    from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
     from dicomnet.net.retrieve import MoveDestination, SubOperations, get_contexts
     from dicomnet.net.store_client import NoAcceptedContext
     from dicomnet.net.tls import client_context, server_context
@@ -78,7 +81,7 @@ if TYPE_CHECKING:
         start_procedure_step,
     )
     from dicomnet.services.storage import FolderStorage, StoredInstance
-    from dicomnet.services.store_events import EventLog, StoreEvent, StoreObserver
+    from dicomnet.services.store_events import EventLog
     from dicomnet.services.worklist import WorklistProvider
 
 __version__ = "0.1.0"
@@ -92,12 +95,13 @@ _LAZY: dict[str, str] = {
     "ListenerLimits": "dicomnet.net.listener",
     "IPType": "dicomnet.net.listener",
     "ServerAssociation": "dicomnet.net.listener",
+    "BindError": "dicomnet.net.addresses",
     # associations and requests
     "Association": "dicomnet.net.association",
     "IncomingRequest": "dicomnet.net.association",
-    "OutgoingRequest": "dicomnet.net.association",
+    "OutgoingRequest": "dicomnet.net.requests",
     "Reply": "dicomnet.net.association",
-    "RequestTimeouts": "dicomnet.net.association",
+    "RequestTimeouts": "dicomnet.net.requests",
     "QueryResponse": "dicomnet.net.operations",
     "NResult": "dicomnet.net.operations",
     "MoveDestination": "dicomnet.net.retrieve",
@@ -110,8 +114,11 @@ _LAZY: dict[str, str] = {
     "FolderStorage": "dicomnet.services.storage",
     "StoredInstance": "dicomnet.services.storage",
     "DiscardStorage": "dicomnet.services.discard",
-    "StoreEvent": "dicomnet.services.store_events",
-    "StoreObserver": "dicomnet.services.store_events",
+    "StoreEvent": "dicomnet.net.provider",
+    "StoreObserver": "dicomnet.net.provider",
+    "DatasetSink": "dicomnet.net.provider",
+    "FileDatasetSink": "dicomnet.net.provider",
+    "StoreProvider": "dicomnet.net.provider",
     "EventLog": "dicomnet.services.store_events",
     "CommitmentProvider": "dicomnet.services.commitment",
     "CommitmentResult": "dicomnet.services.commitment",
@@ -165,6 +172,7 @@ __all__ = [
     "AssociationAborted",
     "AssociationRejected",
     "AssociationTimeouts",
+    "BindError",
     "ClientConnection",
     "CommandField",
     "CommandSetError",
@@ -172,9 +180,11 @@ __all__ = [
     "CommitmentResult",
     "CommitmentWaiter",
     "ConnectionClosed",
+    "DatasetSink",
     "DicomNetError",
     "DiscardStorage",
     "EventLog",
+    "FileDatasetSink",
     "FolderStorage",
     "IPType",
     "IncomingRequest",
@@ -199,6 +209,7 @@ __all__ = [
     "StatusClass",
     "StoreEvent",
     "StoreObserver",
+    "StoreProvider",
     "StoredInstance",
     "SubOperations",
     "UnexpectedPDU",

@@ -38,6 +38,7 @@ from dicomnet.archive.index import (
     IndexEntry,
     matching_keys,
 )
+from dicomnet.archive.relational import extended_answer, hierarchical_problem, relational_agreed
 from dicomnet.core.status import DATASET_DOES_NOT_MATCH, OUT_OF_RESOURCES, PENDING
 from dicomnet.core.uids import (
     PATIENT_ROOT_FIND,
@@ -121,6 +122,8 @@ class Archive:
         listener.on_c_move(self.select)
         listener.on_c_get(self.select)
         listener.support(PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET)
+        # relational queries and retrieval, when asked for (archive/relational.py)
+        listener.policy = dataclasses.replace(listener.policy, sop_class_extended=extended_answer)
         CommitmentProvider(
             self.index.path_of,
             ae_title=listener.ae_title,
@@ -186,6 +189,10 @@ class Archive:
         if level not in LEVELS:
             yield Reply(DATASET_DOES_NOT_MATCH)
             return
+        problem = _not_hierarchical(request, identifier, level)
+        if problem is not None:
+            yield Reply(DATASET_DOES_NOT_MATCH, None, {"error_comment": problem[:64]})
+            return
         rows = await self.index.find(level, matching_keys(identifier))
         for row in rows:
             if request.cancelled:
@@ -193,13 +200,24 @@ class Archive:
             yield Reply(PENDING, _response(identifier, row, level))
 
     # -- C-MOVE and C-GET ----------------------------------------------------------------
-    async def select(self, request: IncomingRequest) -> list[str] | int:
+    async def select(self, request: IncomingRequest) -> list[str] | int | Reply:
         """The files of every instance below the matching entities."""
         identifier = request.dataset
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         if level not in LEVELS:
             return DATASET_DOES_NOT_MATCH
+        problem = _not_hierarchical(request, identifier, level)
+        if problem is not None:
+            return Reply(DATASET_DOES_NOT_MATCH, None, {"error_comment": problem[:64]})
         return await self.index.instances(level, matching_keys(identifier))
+
+
+def _not_hierarchical(request: IncomingRequest, identifier: Any, level: str) -> str | None:
+    """Why a request needs relational service that was not negotiated, or None."""
+    model = request.abstract_syntax
+    if relational_agreed(request.association.negotiated, model):
+        return None
+    return hierarchical_problem(identifier, level, model)
 
 
 def _as_duplicate(record: StoredInstance) -> StoredInstance:

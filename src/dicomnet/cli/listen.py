@@ -15,6 +15,7 @@ import click
 from dicomnet.cli.common import BYTE_SIZE, size_text
 from dicomnet.cli.common import fail as _fail
 from dicomnet.cli.common import run as _run
+from dicomnet.cli.listen_edge import edge_options
 from dicomnet.cli.listen_service import IP_TYPES, ServiceConfig, load_config, parse_ae_table, serve
 
 DEFAULTS = ServiceConfig()
@@ -267,6 +268,7 @@ WORKERS = WorkerCount()
     show_default=True,
     help="Seconds open associations have to finish after SIGTERM before they are aborted.",
 )
+@edge_options
 def listen(**options: Any) -> None:
     """Run the archive: storage SCP into --dir, indexed for C-FIND, C-MOVE and C-GET.
 

@@ -74,6 +74,13 @@ class ServiceConfig(ListenerLimits):
     metrics_host: str = "0.0.0.0"
     event_log: str | None = None
     shutdown_timeout: float = 30.0
+    # The site's edge (dicomnet.cli.listen_edge): PROXY protocol, audit trail.
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    audit_syslog: str | None = None
+    audit_transport: str = "udp"
+    audit_tls_ca: str | None = None
+    audit_source_id: str | None = None
 
 
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -123,6 +130,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         "commitment_destination": "commitment_destinations",
         "mpps": "mpps_dir",
         "max_associations_per_ae": "max_associations_per_calling_ae",
+        "trusted_proxy": "trusted_proxies",
     }
     values: dict[str, Any] = {}
     for key, value in table.items():
@@ -134,6 +142,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             value = parse_ae_table(value, key)
         elif name in SIZE_SETTINGS:
             value = parse_size(value)
+        elif name == "trusted_proxies":
+            value = tuple([value] if isinstance(value, str) else value)
         values[name] = value
     return values
 
@@ -171,6 +181,7 @@ async def serve(
     if event_log is not None:
         storage.observers.append(event_log)
     metrics_server = None
+    metrics: Any = None
     if config.metrics_port is not None or metrics_registry is not None:
         from dicomnet.cli.metrics import ListenerMetrics, serve_metrics
 
@@ -181,6 +192,10 @@ async def serve(
                 config.metrics_port, config.metrics_host, metrics.registry
             )
     _providers(config, listener)
+    from dicomnet.cli.listen_edge import Edge
+
+    edge = Edge(config)  # PROXY protocol and audit trail, when configured
+    edge.attach(listener, storage, metrics)
     try:
         await listener.listen(
             config.host,
@@ -197,6 +212,7 @@ async def serve(
         await listener.close(timeout=config.shutdown_timeout)
     finally:
         await listener.close(timeout=0)
+        await edge.close()
         if to_close is not None:
             closed = to_close.close()
             if asyncio.iscoroutine(closed):

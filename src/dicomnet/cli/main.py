@@ -13,12 +13,12 @@ import click
 
 from dicomnet import __version__
 from dicomnet.cli.common import fail, run
+from dicomnet.cli.network import connection_kwargs, network_options, proposed
 from dicomnet.cli.tls_options import client_ssl, tls_client_options
 from dicomnet.core import codec
+from dicomnet.core.uids import VERIFICATION_SOP_CLASS
 from dicomnet.errors import DicomNetError
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
-from dicomnet.net.client import AssociationTimeouts
 
 __all__ = ["main"]
 
@@ -30,9 +30,15 @@ _fail = fail
 @click.group()
 @click.version_option(__version__, prog_name="dicomnet")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "-d",
+    "--debug",
+    is_flag=True,
+    help="Log every PDU and DIMSE message in summary, as DCMTK's -d does.",
+)
+def main(verbose: int, debug: bool) -> None:
     """DICOM networking: echo, listen, store, find, move, get, commit."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    level = logging.DEBUG if debug else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -45,14 +51,16 @@ def info() -> None:
 @main.command()
 @click.option("--aet", default="DICOMNET", show_default=True, help="Our (calling) AE title.")
 @click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds for each step.")
 @click.option("--repeat", default=1, show_default=True, help="C-ECHO requests to send.")
+@network_options
 @tls_client_options
 @click.argument("host")
 @click.argument("port", type=int)
-def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, **tls: Any) -> None:
+def echo(aet: str, aec: str, repeat: int, host: str, port: int, **options: Any) -> None:
     """Verify a peer with C-ECHO."""
-    context = client_ssl(tls)
+    network = connection_kwargs(options, default_dimse=30.0)
+    syntaxes = network.pop("propose")
+    context = client_ssl(options)
 
     async def run() -> int:
         async with client.connect(
@@ -61,8 +69,8 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
             called_ae_title=aec,
             calling_ae_title=aet,
             ssl=context,
-            timeouts=RequestTimeouts(timeout, timeout, timeout, None),
-            association_timeouts=AssociationTimeouts(timeout, timeout, timeout),
+            contexts=[(VERIFICATION_SOP_CLASS, proposed(syntaxes))] if syntaxes else None,
+            **network,
         ) as assoc:
             status = 0
             for _ in range(repeat):
@@ -93,8 +101,21 @@ def echo(aet: str, aec: str, timeout: float, repeat: int, host: str, port: int, 
     "--window", default=16, show_default=True, help="C-STOREs outstanding per association."
 )
 @click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--retries",
+    default=3,
+    show_default=True,
+    help="New associations per worker after one fails; unacknowledged files go again.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write one JSON line per file (path, UIDs, status, outcome, error).",
+)
+@network_options
 @tls_client_options
 @click.argument("host")
 @click.argument("port", type=int)
@@ -106,25 +127,41 @@ def store(
     associations: int,
     window: int,
     max_pdu: int,
-    timeout: float,
     quiet: bool,
+    retries: int,
+    report_path: str | None,
     host: str,
     port: int,
     paths: tuple[str, ...],
-    **tls: Any,
+    **options: Any,
 ) -> None:
-    """Send Part 10 files with C-STORE; exit non-zero if any instance failed."""
-    context = client_ssl(tls)
+    """Send Part 10 files with C-STORE; exit non-zero if any instance failed.
+
+    Files that are not DICOM, and DICOMDIR files, are skipped with a warning.
+    """
+    network = connection_kwargs(options)
+    syntaxes = network.pop("propose")
+    context = client_ssl(options)
     import time
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from dicomnet.cli.store_support import Report, contexts_for, split_skipped
     from dicomnet.net.bulk_store import collect_files, store_files
 
     console = Console(stderr=True)
     jobs, unreadable = collect_files(paths, recursive=recursive)
+    jobs, unreadable, skipped = split_skipped(jobs, unreadable)
+    report = Report(report_path)
+    for path, reason in skipped:
+        console.print(f"[yellow]warning[/]: skipped {path}: {reason}")
+        report.write(path, outcome="skipped", error=reason)
+    for path, reason in unreadable:
+        report.write(path, outcome="failure", error=reason)
+    if syntaxes:
+        network["contexts"] = contexts_for(jobs, syntaxes)
     total_bytes = sum(job.size for job in jobs)
     progress = Progress(
         TextColumn("[bold]C-STORE"),
@@ -146,6 +183,7 @@ def store(
             sent += getattr(job, "size", 0)
             elapsed = max(time.perf_counter() - start, 1e-9)
             progress.update(task, advance=1, rate=f"{sent / elapsed / 1e6:.1f} MB/s")
+            report.job(job, status, error)
 
         return await store_files(
             host,
@@ -154,25 +192,29 @@ def store(
             associations=associations,
             window=window,
             max_pdu_length=max_pdu,
+            retries=retries,
             progress=advance,
             called_ae_title=aec,
             calling_ae_title=aet,
-            timeouts=RequestTimeouts(timeout, timeout, timeout, None),
-            association_timeouts=AssociationTimeouts(timeout, timeout, timeout),
             ssl=context,
+            **network,
         )
 
-    with progress:
-        outcome = _run(run()) if jobs else None
+    try:
+        with progress:
+            outcome = _run(run()) if jobs else None
+    finally:
+        report.close()
     elapsed = time.perf_counter() - start
     failed = list(unreadable) + (list(outcome.failed) if outcome is not None else [])
     succeeded = len(outcome.succeeded) if outcome is not None else 0
     table = Table(title=f"C-STORE to {aec} at {host}:{port}")
-    for column in ("instances", "failed", "MB", "seconds", "instances/s", "MB/s"):
+    for column in ("instances", "failed", "skipped", "MB", "seconds", "instances/s", "MB/s"):
         table.add_column(column, justify="right")
     table.add_row(
         str(succeeded),
         str(len(failed)),
+        str(len(skipped)),
         f"{total_bytes / 1e6:.1f}",
         f"{elapsed:.2f}",
         f"{succeeded / elapsed:.0f}" if elapsed else "-",

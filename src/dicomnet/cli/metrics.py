@@ -82,6 +82,22 @@ class ListenerMetrics:
             registry=r,
         )
 
+        self.security_alerts = Counter(
+            "dicomnet_security_alerts",
+            "Connections refused: PROXY header refused (peer_refused), TLS handshake "
+            "failed (tls_failed), aborted for bad input (input_refused).",
+            ["kind"],
+            registry=r,
+        )
+        self.audit_messages_sent = Counter(
+            "dicomnet_audit_messages_sent", "Audit messages handed to the collector.", registry=r
+        )
+        self.audit_messages_lost = Counter(
+            "dicomnet_audit_messages_lost",
+            "Audit messages dropped: the collector away or too slow (queue full).",
+            registry=r,
+        )
+
     def attach(self, listener: Any, storage: Any) -> None:
         """Observe ``listener``'s associations and ``storage``'s C-STOREs."""
         listener.observers.append(self)
@@ -99,6 +115,22 @@ class ListenerMetrics:
 
     def association_ended(self, association: Any, error: BaseException | None) -> None:
         self.associations_open.dec()
+
+    def peer_refused(self, address: str, reason: str) -> None:
+        self.security_alerts.labels("peer_refused").inc()
+
+    def tls_failed(self, address: str, reason: str) -> None:
+        self.security_alerts.labels("tls_failed").inc()
+
+    def input_refused(self, association: Any, error: BaseException) -> None:
+        self.security_alerts.labels("input_refused").inc()
+
+    # -- audit sender --------------------------------------------------------------------
+    def audit_sent(self) -> None:
+        self.audit_messages_sent.inc()
+
+    def audit_lost(self, count: int) -> None:
+        self.audit_messages_lost.inc(count)
 
     # -- store observer ------------------------------------------------------------------
     def __call__(self, event: StoreEvent) -> None:

@@ -8,25 +8,27 @@ person reading the result wants to see), unless the same key is given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from dicomnet.cli.common import fail, run
+from dicomnet.cli.network import connection_kwargs, network_options, proposed
 from dicomnet.cli.tls_options import client_ssl, tls_client_options
 from dicomnet.core.status import StatusClass, status_class
-from dicomnet.core.uids import MODALITY_WORKLIST_FIND, QR_MODELS, UNCOMPRESSED_TRANSFER_SYNTAXES
+from dicomnet.core.uids import MODALITY_WORKLIST_FIND, QR_MODELS
 from dicomnet.errors import DicomNetError
 from dicomnet.net import client
-from dicomnet.net.association import RequestTimeouts
-from dicomnet.net.client import AssociationTimeouts
 
 __all__ = ["DEFAULT_RETURN_KEYS", "build_identifier", "find", "get", "move"]
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+CANCELLED = 0xFE00
 MODELS = (*QR_MODELS, "worklist")
 
 DEFAULT_RETURN_KEYS: dict[str, tuple[str, ...]] = {
@@ -98,13 +100,52 @@ def _model(model: str, service: int) -> str:
     return QR_MODELS[model][service]
 
 
-def _timeouts(timeout: float, tls: dict[str, Any]) -> dict[str, Any]:
-    """Connection options shared by the commands: timeouts and TLS."""
-    return {
-        "timeouts": RequestTimeouts(timeout, timeout, timeout, None),
-        "association_timeouts": AssociationTimeouts(timeout, timeout, timeout),
-        "ssl": client_ssl(tls),
-    }
+def _connection(
+    options: dict[str, Any], sop_class: str, relational: bool
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Connection options shared by the commands (timeouts, identity, TLS,
+    relational service) and the transfer syntaxes to propose."""
+    from dicomnet.archive.relational import MODEL_LEVELS, relational_request
+
+    network = connection_kwargs(options)
+    if relational and sop_class in MODEL_LEVELS:
+        network["extended"] = [relational_request(sop_class)]
+    syntaxes = proposed(network.pop("propose"))
+    network["ssl"] = client_ssl(options)
+    return network, syntaxes
+
+
+def read_query_file(path: str) -> Any:
+    """A query identifier from a DICOM JSON file (PS3.18 F.2), an object or a one-item list."""
+    from pydicom.dataset import Dataset
+
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
+    if isinstance(document, list) and len(document) == 1:
+        document = document[0]
+    if not isinstance(document, dict):
+        raise click.BadParameter(f"{path}: not a DICOM JSON object", param_hint="-f")
+    try:
+        return Dataset.from_json(document)
+    except Exception as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="-f") from None
+
+
+def _identifier(
+    keys: Iterable[str], level: str | None, defaults: bool, query_file: str | None
+) -> Any:
+    """The identifier: the ``-f`` file's, then its level's defaults, then ``-k`` keys."""
+    if query_file is None:
+        return build_identifier(keys, level, defaults)
+    identifier = read_query_file(query_file)
+    if level is not None and "QueryRetrieveLevel" not in identifier:
+        identifier.QueryRetrieveLevel = level
+    extra = build_identifier(keys, None, False)
+    for element in extra:
+        identifier[element.tag] = element
+    return identifier
 
 
 _run = run
@@ -123,17 +164,35 @@ def _common(function: Any) -> Any:
             "-k", "--key", "keys", multiple=True, help="Tag=Value to match, or Tag to return."
         ),
         click.option(
+            "-f",
+            "--query-file",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="The query as DICOM JSON; -k keys are added or override.",
+        ),
+        click.option(
             "--level",
             type=click.Choice(LEVELS, case_sensitive=False),
-            default="STUDY",
-            show_default=True,
-            help="Query/Retrieve Level.",
+            default=None,
+            help="Query/Retrieve Level [default: the file's, else STUDY].",
         ),
-        click.option("--timeout", default=60.0, show_default=True, help="Seconds for each step."),
+        click.option(
+            "--relational/--hierarchical",
+            default=True,
+            show_default=True,
+            help="Ask for relational queries or retrieval (SOP Class Extended Negotiation).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
-    return tls_client_options(function)
+    return network_options(tls_client_options(function))
+
+
+def _level(level: str | None, query_file: str | None) -> str | None:
+    """The --level given, or None to keep the file's, or STUDY."""
+    if level is not None:
+        return level.upper()
+    return None if query_file is not None else "STUDY"
 
 
 @click.command()
@@ -143,27 +202,36 @@ def _common(function: Any) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as DICOM JSON.")
 @click.option("--no-defaults", is_flag=True, help="Ask only for the keys given with -k.")
+@click.option(
+    "--cancel",
+    "cancel_after",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send C-CANCEL after this many matches (DCMTK --cancel).",
+)
 @click.argument("host")
 @click.argument("port", type=int)
 def find(
     aet: str,
     aec: str,
     keys: tuple[str, ...],
-    level: str,
-    timeout: float,
+    query_file: str | None,
+    level: str | None,
+    relational: bool,
     model: str,
     as_json: bool,
     no_defaults: bool,
+    cancel_after: int | None,
     host: str,
     port: int,
-    **tls: Any,
+    **options: Any,
 ) -> None:
     """Query a peer with C-FIND and print the matches as a table (or JSON)."""
-    options = _timeouts(timeout, tls)
     sop_class = _model(model, 0)
-    identifier = build_identifier(
-        keys, None if model == "worklist" else level.upper(), not no_defaults
-    )
+    network, syntaxes = _connection(options, sop_class, relational)
+    query_level = None if model == "worklist" else _level(level, query_file)
+    identifier = _identifier(keys, query_level, not no_defaults, query_file)
+    level = str(identifier.get("QueryRetrieveLevel", "WORKLIST"))
 
     async def run() -> tuple[list[Any], int]:
         matches = []
@@ -172,14 +240,20 @@ def find(
             port,
             called_ae_title=aec,
             calling_ae_title=aet,
-            contexts=[(sop_class, UNCOMPRESSED_TRANSFER_SYNTAXES)],
-            **options,
+            contexts=[(sop_class, syntaxes)],
+            **network,
         ) as assoc:
             status = 0
-            async for response in assoc.find(identifier, sop_class):
-                status = response.status
-                if response.pending and response.identifier is not None:
-                    matches.append(response.identifier)
+            responses = assoc.find(identifier, sop_class)
+            async with contextlib.aclosing(responses):  # closing early sends C-CANCEL
+                async for response in responses:
+                    status = response.status
+                    if response.pending and response.identifier is not None:
+                        matches.append(response.identifier)
+                        if cancel_after is not None and len(matches) >= cancel_after:
+                            break
+            if cancel_after is not None and len(matches) >= cancel_after:
+                status = CANCELLED  # C-CANCEL-RQ sent and its final response awaited
         return matches, status
 
     try:
@@ -189,8 +263,10 @@ def find(
     if as_json:
         click.echo(json.dumps([m.to_json_dict() for m in matches], indent=1))
     else:
-        _print_table(matches, f"C-FIND {level.upper()} at {aec} ({len(matches)} matches)")
-    if not _final_ok(status):
+        _print_table(matches, f"C-FIND {level} at {aec} ({len(matches)} matches)")
+    if status == CANCELLED and cancel_after is not None:
+        click.echo(f"C-FIND cancelled after {len(matches)} matches", err=True)
+    elif not _final_ok(status):
         _fail(f"C-FIND ended with status 0x{status:04X}")
 
 
@@ -283,8 +359,9 @@ def move(
     aet: str,
     aec: str,
     keys: tuple[str, ...],
-    level: str,
-    timeout: float,
+    query_file: str | None,
+    level: str | None,
+    relational: bool,
     model: str,
     dest: str,
     store_port: int | None,
@@ -292,12 +369,12 @@ def move(
     quiet: bool,
     host: str,
     port: int,
-    **tls: Any,
+    **options: Any,
 ) -> None:
     """Ask a peer to send matching instances to --dest with C-MOVE."""
-    options = _timeouts(timeout, tls)
     sop_class = _model(model, 1)
-    identifier = build_identifier(keys, level.upper(), defaults=False)
+    network, syntaxes = _connection(options, sop_class, relational)
+    identifier = _identifier(keys, _level(level, query_file), False, query_file)
     progress = _Progress("C-MOVE", quiet)
     start = time.perf_counter()
 
@@ -316,8 +393,8 @@ def move(
                 port,
                 called_ae_title=aec,
                 calling_ae_title=aet,
-                contexts=[(sop_class, UNCOMPRESSED_TRANSFER_SYNTAXES)],
-                **options,
+                contexts=[(sop_class, syntaxes)],
+                **network,
             ) as assoc:
                 final = None
                 async for response in assoc.move(identifier, sop_class, dest):
@@ -356,26 +433,27 @@ def get(
     aet: str,
     aec: str,
     keys: tuple[str, ...],
-    level: str,
-    timeout: float,
+    query_file: str | None,
+    level: str | None,
+    relational: bool,
     model: str,
     out: str,
     fsync: str,
     quiet: bool,
     host: str,
     port: int,
-    **tls: Any,
+    **options: Any,
 ) -> None:
     """Retrieve matching instances into --out with C-GET."""
-    options = _timeouts(timeout, tls)
     from dicomnet.core.dimse import CommandField
     from dicomnet.net.retrieve import get_contexts
     from dicomnet.services.storage import FolderStorage
 
     sop_class = _model(model, 2)
-    identifier = build_identifier(keys, level.upper(), defaults=False)
+    network, syntaxes = _connection(options, sop_class, relational)
+    identifier = _identifier(keys, _level(level, query_file), False, query_file)
     storage = FolderStorage(out, fsync=fsync == "always")
-    contexts, roles = get_contexts(sop_class)
+    contexts, roles = get_contexts(sop_class, query_transfer_syntaxes=syntaxes)
     progress = _Progress("C-GET", quiet)
     start = time.perf_counter()
 
@@ -389,7 +467,7 @@ def get(
             roles=roles,
             handlers={CommandField.C_STORE_RQ: storage.handle},
             dataset_sink=storage.sink,
-            **options,
+            **network,
         ) as assoc:
             final = None
             async for response in assoc.get(identifier, sop_class):

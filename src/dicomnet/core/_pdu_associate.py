@@ -394,8 +394,8 @@ def _decode_associate(
                 raise PDUError(f"{name} with more than one user information item")
             user_information = _decode_user_information(value)
     return {
-        "called_ae_title": called.decode("latin-1").strip(" "),
-        "calling_ae_title": calling.decode("latin-1").strip(" "),
+        "called_ae_title": called.decode("latin-1").strip(" \x00"),
+        "calling_ae_title": calling.decode("latin-1").strip(" \x00"),
         "presentation_contexts": tuple(contexts),
         "user_information": user_information or UserInformation(),
         "application_context": application_context or "",

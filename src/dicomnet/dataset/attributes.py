@@ -10,16 +10,36 @@ undefined length included) until it passes the last tag it wants.
 It gives up (returns None) rather than guess: big endian or deflated data,
 a Specific Character Set other than the default or ISO_IR 100/192, truncated
 bytes. The caller then uses pydicom.
+
+A storage SCP must not take that way out: pydicom, told a dataset is implicit
+VR, switches to explicit VR when the first element looks explicit, and a file
+whose File Meta says one thing and whose dataset says another is unreadable
+to every stricter reader (DCMTK's among them). :func:`read_stored_attributes`
+is the strict reader for what a peer sent: it parses the dataset in the
+transfer syntax that was negotiated for it and nothing else, and raises
+:class:`UnreadableDataset` where :func:`read_attributes` would return None;
+see its docstring for the rules.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["LITTLE_ENDIAN_SYNTAXES", "is_complete", "read_attributes", "read_file_attributes"]
+__all__ = [
+    "LITTLE_ENDIAN_SYNTAXES",
+    "UnreadableDataset",
+    "dataset_encoding",
+    "is_complete",
+    "read_attributes",
+    "read_dataset_attributes",
+    "read_file_attributes",
+    "read_stored_attributes",
+]
 
 LITTLE_ENDIAN_SYNTAXES = frozenset(
     {
@@ -40,14 +60,28 @@ LITTLE_ENDIAN_SYNTAXES = frozenset(
 endian outside encapsulated pixel data: the ones this module reads."""
 
 HEADER_WINDOW = 64 << 10
+"""Bytes read from the start of a stored dataset to find the wanted attributes."""
 
 DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 INFLATE_WINDOW = 16 << 20
 """Bytes of a deflated dataset inflated to find its attributes, and no more: a
 small compressed stream can inflate to terabytes (a deflate bomb)."""
-"""Bytes read from the start of a stored dataset to find the wanted attributes."""
 
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
+IMPLICIT_SYNTAX = "1.2.840.10008.1.2"
+BIG_ENDIAN_SYNTAX = "1.2.840.10008.1.2.2"
+_STANDARD_SYNTAXES = "1.2.840.10008.1.2."
+
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+"""VRs with two reserved bytes and a 32-bit length in explicit VR (PS3.5 7.1.2)."""
+VRS = _LONG_VRS | {
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
+    b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+}  # fmt: skip
+"""Every VR of PS3.5 6.2: an explicit VR element with any other is not DICOM."""
+_FIRST_DATASET_GROUP = 0x0008
+"""PS3.5 7.1: groups 0000-0007 are not part of a dataset (0002 is the File Meta)."""
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
@@ -69,7 +103,9 @@ class _Unreadable(Exception):
     """The bytes end early or are not what the transfer syntax says."""
 
 
-def _header(data: bytes | memoryview, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
+def _header(
+    data: bytes | bytearray | memoryview, pos: int, implicit: bool
+) -> tuple[int, bytes, int, int]:
     """``(tag, vr, value length, header length)`` of the element at ``pos``."""
     if pos + 8 > len(data):
         raise _Unreadable
@@ -78,6 +114,8 @@ def _header(data: bytes | memoryview, pos: int, implicit: bool) -> tuple[int, by
     if implicit or group == 0xFFFE:
         return tag, b"", _U32.unpack_from(data, pos + 4)[0], 8
     vr = bytes(data[pos + 4 : pos + 6])
+    if vr not in VRS:
+        raise _Unreadable
     if vr in _LONG_VRS:
         if pos + 12 > len(data):
             raise _Unreadable
@@ -85,7 +123,7 @@ def _header(data: bytes | memoryview, pos: int, implicit: bool) -> tuple[int, by
     return tag, vr, _U16.unpack_from(data, pos + 6)[0], 8
 
 
-def _skip_undefined(data: bytes | memoryview, pos: int, implicit: bool) -> int:
+def _skip_undefined(data: bytes | bytearray | memoryview, pos: int, implicit: bool) -> int:
     """The position after the items of a sequence of undefined length starting at ``pos``."""
     while True:
         tag, _, length, size = _header(data, pos, True)
@@ -109,7 +147,11 @@ def _skip_undefined(data: bytes | memoryview, pos: int, implicit: bool) -> int:
 
 
 def read_attributes(
-    data: bytes | memoryview, implicit: bool, wanted: dict[int, str], *, complete: bool = True
+    data: bytes | bytearray | memoryview,
+    implicit: bool,
+    wanted: dict[int, str],
+    *,
+    complete: bool = True,
 ) -> dict[str, str] | None:
     """``keyword: value`` for the ``wanted`` tags (tag: keyword) present at the top level.
 
@@ -177,7 +219,9 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
 
     The fast reader above serves little endian datasets from the first 64 KB;
     anything it declines (big endian, deflated, other character sets, a long
-    header) is read with pydicom. Absent attributes are left out.
+    header) is read with pydicom. Absent attributes are left out. Lenient,
+    for files already in an archive (reindexing); what a peer sends goes
+    through :func:`read_stored_attributes`.
     """
     from dicomnet.dataset.part10 import read_file_meta
 
@@ -187,7 +231,7 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
             return _read_deflated_attributes(stream, wanted)
         if meta.transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
             window = stream.read(HEADER_WINDOW)
-            implicit = meta.transfer_syntax == "1.2.840.10008.1.2"
+            implicit = meta.transfer_syntax == IMPLICIT_SYNTAX
             found = read_attributes(window, implicit, wanted, complete=len(window) < HEADER_WINDOW)
             if found is not None:
                 return found
@@ -198,22 +242,317 @@ def read_file_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -
     return {kw: str(ds[kw].value) for kw in keywords if kw in ds and ds[kw].value is not None}
 
 
-def _read_deflated_attributes(stream: Any, wanted: dict[int, str]) -> dict[str, str]:
-    """The wanted attributes from the first :data:`INFLATE_WINDOW` inflated bytes.
+def _inflated_windows(stream: Any) -> Iterator[tuple[bytearray, bool]]:
+    """``(inflated bytes so far, whole)``, growing to :data:`INFLATE_WINDOW` at most.
 
-    Never inflates the whole dataset (pydicom would); attributes past the
-    window make the dataset unreadable here, which the caller reports.
+    Never inflates the whole dataset (pydicom would): a reader stops asking
+    once it has what it wants, usually after the first 64 KB.
     """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     window = bytearray()
-    while len(window) < INFLATE_WINDOW and not inflater.eof:
-        chunk = stream.read(1 << 16)
-        if not chunk:
-            break
-        window += inflater.decompress(chunk, INFLATE_WINDOW - len(window))
-        while inflater.unconsumed_tail and len(window) < INFLATE_WINDOW:
-            window += inflater.decompress(inflater.unconsumed_tail, INFLATE_WINDOW - len(window))
-    found = read_attributes(memoryview(window), False, wanted, complete=inflater.eof)
-    if found is None:
-        raise ValueError(f"deflated dataset: attributes not found in its first {len(window)} bytes")
-    return found
+    step = HEADER_WINDOW
+    while True:
+        target = min(len(window) + step, INFLATE_WINDOW)
+        while len(window) < target and not inflater.eof:
+            if inflater.unconsumed_tail:
+                window += inflater.decompress(inflater.unconsumed_tail, target - len(window))
+                continue
+            chunk = stream.read(1 << 16)
+            if not chunk:
+                break
+            window += inflater.decompress(chunk, target - len(window))
+        whole = inflater.eof or len(window) < target
+        yield window, whole
+        if whole or len(window) >= INFLATE_WINDOW:
+            return
+        step *= 4
+
+
+def _read_deflated_attributes(stream: Any, wanted: dict[int, str]) -> dict[str, str]:
+    """The wanted attributes from at most the first :data:`INFLATE_WINDOW` inflated bytes;
+    attributes past it make the dataset unreadable here, which the caller reports."""
+    size = 0
+    for window, whole in _inflated_windows(stream):
+        found = read_attributes(window, False, wanted, complete=whole)
+        if found is not None:
+            return found
+        size = len(window)
+    raise ValueError(f"deflated dataset: attributes not found in its first {size} bytes")
+
+
+# -- the strict reader: what a peer sent, in the syntax negotiated for it -------------------
+
+
+class UnreadableDataset(ValueError):
+    """A dataset that does not parse in its transfer syntax; the message says where.
+
+    A storage SCP answers it with C000 (cannot understand) and keeps nothing.
+    """
+
+
+class _NeedMore(Exception):
+    """The bytes ended before the wanted tags could have been passed."""
+
+
+_LE = (_TAG, _U16, _U32)
+_BE = (struct.Struct(">HH"), struct.Struct(">H"), struct.Struct(">I"))
+_Order = tuple[struct.Struct, struct.Struct, struct.Struct]
+_UNDEFINED_LENGTH_VRS = frozenset({b"", b"SQ", b"UN", b"OB", b"OW"})
+"""Who may have an undefined length: sequences, UN holding one, encapsulated pixel
+data (PS3.5 7.1.2, 7.5); ``b""`` is an implicit VR element, whose VR is not sent."""
+_SEQUENCE, _ITEM_BODY = 0, 1
+
+
+def dataset_encoding(transfer_syntax: str) -> tuple[bool, bool]:
+    """``(implicit VR, little endian)`` of a transfer syntax's dataset (PS3.5 10, A).
+
+    Every standard syntax but implicit VR little endian and explicit VR big
+    endian encodes its dataset in explicit VR little endian (the deflated one
+    once inflated). A private syntax says nothing about its encoding, so its
+    datasets are refused rather than guessed at.
+    """
+    if transfer_syntax == IMPLICIT_SYNTAX:
+        return True, True
+    if transfer_syntax == BIG_ENDIAN_SYNTAX:
+        return False, False
+    if transfer_syntax.startswith(_STANDARD_SYNTAXES):
+        return False, True
+    raise UnreadableDataset(f"transfer syntax {transfer_syntax}: its dataset encoding is unknown")
+
+
+def _strict_header(
+    data: Any, pos: int, implicit: bool, order: _Order
+) -> tuple[int, bytes, int, int]:
+    """``(tag, vr, value length, header length)``; the VR checked against PS3.5 6.2."""
+    if pos + 8 > len(data):
+        raise _NeedMore("the dataset ends inside an element header")
+    tag_struct, u16, u32 = order
+    group, element = tag_struct.unpack_from(data, pos)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:
+        return tag, b"", u32.unpack_from(data, pos + 4)[0], 8
+    vr = bytes(data[pos + 4 : pos + 6])
+    if vr not in VRS:
+        raise UnreadableDataset(f"{_name(tag)}: bytes {vr.hex()} where its VR belongs")
+    if vr in _LONG_VRS:
+        if pos + 12 > len(data):
+            raise _NeedMore(f"the dataset ends inside the header of {_name(tag)}")
+        return tag, vr, u32.unpack_from(data, pos + 8)[0], 12
+    return tag, vr, u16.unpack_from(data, pos + 6)[0], 8
+
+
+def _name(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _past_items(data: Any, pos: int, implicit: bool, order: _Order) -> int:
+    """The position after a sequence of undefined length whose first item starts at ``pos``.
+
+    A loop over a stack of open sequences and items, not recursion: a peer
+    may nest thousands of levels.
+    """
+    frames: list[tuple[int, bool, _Order]] = [(_SEQUENCE, implicit, order)]
+    while frames:
+        kind, implicit, order = frames[-1]
+        if kind == _SEQUENCE:
+            tag, _, length, size = _strict_header(data, pos, True, order)
+            pos += size
+            if tag == _SEQUENCE_END:
+                frames.pop()
+                continue
+            if tag != _ITEM:
+                raise UnreadableDataset(f"{_name(tag)} inside a sequence, where an item belongs")
+            if length == _UNDEFINED:
+                frames.append((_ITEM_BODY, implicit, order))
+                continue
+        else:
+            tag, vr, length, size = _strict_header(data, pos, implicit, order)
+            pos += size
+            if tag == _ITEM_END:
+                frames.pop()
+                continue
+            if length == _UNDEFINED:
+                if vr not in _UNDEFINED_LENGTH_VRS:
+                    raise UnreadableDataset(f"{_name(tag)}: undefined length on a {vr.decode()}")
+                # PS3.5 6.2.2: a UN sequence holds implicit VR little endian items
+                frames.append((_SEQUENCE, implicit or vr == b"UN", _LE if vr == b"UN" else order))
+                continue
+        if pos + length > len(data):
+            raise _NeedMore(f"{_name(tag)}: a value of {length} bytes runs past the end")
+        pos += length
+    return pos
+
+
+def _walk(
+    data: Any, start: int, implicit: bool, order: _Order, wanted: dict[int, str]
+) -> tuple[bytes | None, dict[int, tuple[bytes, bytes]], bool]:
+    """``(Specific Character Set value, {tag: (vr, value)}, passed)`` for the wanted tags.
+
+    ``passed`` says the walk went past the last wanted tag; False, the bytes
+    ended first, between two elements. Raises :class:`UnreadableDataset` for
+    what breaks PS3.5 7.1, and :class:`_NeedMore` when ``data`` ends inside an
+    element.
+    """
+    last = max(wanted)
+    charset: bytes | None = None
+    found: dict[int, tuple[bytes, bytes]] = {}
+    previous = -1
+    pos = start
+    end = len(data)
+    while pos < end:
+        tag, vr, length, size = _strict_header(data, pos, implicit, order)
+        if tag >> 16 < _FIRST_DATASET_GROUP:
+            where = "the File Meta group" if tag >> 16 == 2 else f"group {tag >> 16:04X}"
+            raise UnreadableDataset(
+                f"{_name(tag)} of {where} inside the dataset (PS3.5 7.1: groups below 0008)"
+            )
+        if tag <= previous:
+            raise UnreadableDataset(f"{_name(tag)} after {_name(previous)}: not in ascending order")
+        if tag > last:
+            return charset, found, True
+        previous = tag
+        pos += size
+        if length == _UNDEFINED:
+            if vr not in _UNDEFINED_LENGTH_VRS:
+                raise UnreadableDataset(f"{_name(tag)}: undefined length on a {vr.decode()}")
+            un = vr == b"UN"
+            pos = _past_items(data, pos, implicit or un, _LE if un else order)
+            continue
+        if pos + length > end:
+            raise _NeedMore(f"{_name(tag)}: a value of {length} bytes runs past the end")
+        if tag == _CHARSET:
+            charset = bytes(data[pos : pos + length])
+        if tag in wanted:
+            found[tag] = (vr, bytes(data[pos : pos + length]))
+        pos += length
+    return charset, found, False
+
+
+def read_dataset_attributes(
+    data: Any,
+    implicit: bool,
+    little_endian: bool,
+    wanted: dict[int, str],
+    *,
+    start: int = 0,
+) -> dict[str, str]:
+    """``keyword: value`` for the ``wanted`` tags of a whole dataset, read strictly.
+
+    ``data`` (bytes, a memoryview, an mmap) holds the dataset from ``start``
+    to its end, encoded as :func:`dataset_encoding` says. The walk goes as far
+    as the last wanted tag and raises :class:`UnreadableDataset`, never
+    guessing another encoding, when what it walks breaks PS3.5 7.1:
+
+    - an element of groups 0000-0007 (the File Meta group 0002 above all: a
+      file would then carry two Transfer Syntax UIDs) (PS3.5 7.1);
+    - tags out of ascending order, or repeated (7.1);
+    - an explicit VR that is not one of PS3.5 6.2's, an undefined length on
+      a VR that cannot have one, anything but items in a sequence (7.5);
+    - a value or an element header running past the end (so explicit VR
+      data read as implicit fails: its VR and length read as a length of
+      millions).
+
+    Values are decoded in the dataset's Specific Character Set (pydicom's
+    codecs for the ones this module does not decode itself), padding
+    removed; absent tags are left out.
+    """
+    order = _LE if little_endian else _BE
+    try:
+        charset, found, _ = _walk(data, start, implicit, order, wanted)
+    except _NeedMore as short:
+        raise UnreadableDataset(str(short)) from None
+    except struct.error as exc:  # pragma: no cover - lengths are checked before unpacking
+        raise UnreadableDataset(str(exc)) from None
+    return _decode(charset, found, wanted)
+
+
+def _decode(
+    charset: bytes | None, found: dict[int, tuple[bytes, bytes]], wanted: dict[int, str]
+) -> dict[str, str]:
+    terms = ["" if charset is None else charset.decode("latin-1").strip(" \x00")]
+    if "\\" in terms[0]:
+        terms = [term.strip(" ") for term in terms[0].split("\\")]
+    if len(terms) == 1 and terms[0] in _TEXT_CHARSETS:
+        codec = _TEXT_CHARSETS[terms[0]]
+        return {
+            wanted[tag]: raw.decode(codec, "replace").strip(" \x00")
+            for tag, (_, raw) in found.items()
+        }
+    # ISO 2022 code extensions, GB18030, GBK and the other single-byte sets
+    from pydicom.charset import convert_encodings, decode_bytes
+    from pydicom.datadict import dictionary_VR
+    from pydicom.valuerep import PersonName
+
+    encodings = convert_encodings(terms)
+    values: dict[str, str] = {}
+    for tag, (vr, raw) in found.items():
+        try:
+            name = vr.decode("ascii") or dictionary_VR(tag)
+        except KeyError:
+            name = "LO"
+        if name == "PN":
+            text = str(PersonName(raw, encodings))
+        else:
+            text = decode_bytes(raw, encodings, _TEXT_DELIMITERS)
+        values[wanted[tag]] = text.strip(" \x00")
+    return values
+
+
+_TEXT_DELIMITERS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
+"""Where ISO 2022 text returns to the first character set (PS3.5 6.1.2.5.3)."""
+
+
+def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -> dict[str, str]:
+    """The ``wanted`` attributes of a file a storage SCP wrote, its dataset read strictly.
+
+    The File Meta is the storage's own, built from the presentation context,
+    so its Transfer Syntax UID is the negotiated one; the dataset after it is
+    the peer's, and must parse in that syntax (:func:`read_dataset_attributes`)
+    before the instance is acknowledged. The first 64 KB are read; a dataset
+    whose wanted tags lie further is mapped, not read, so that only the pages
+    the walk touches are paged in, whatever sits before those tags.
+    A deflated dataset is inflated no further than needed, and never past
+    :data:`INFLATE_WINDOW`.
+
+    Raises
+    ------
+    UnreadableDataset
+        The dataset does not parse in its transfer syntax.
+    """
+    from dicomnet.dataset.part10 import read_file_meta
+
+    with open(path, "rb") as stream:
+        syntax = read_file_meta(stream).transfer_syntax
+        start = stream.tell()
+        if syntax == DEFLATED_SYNTAX:
+            return _read_deflated_strictly(stream, wanted)
+        implicit, little = dataset_encoding(syntax)
+        window = stream.read(HEADER_WINDOW)  # where the wanted tags nearly always are
+        whole = len(window) < HEADER_WINDOW
+        try:
+            charset, found, passed = _walk(window, 0, implicit, _LE if little else _BE, wanted)
+        except _NeedMore as short:
+            if whole:
+                raise UnreadableDataset(str(short)) from None
+        else:
+            if passed or whole:
+                return _decode(charset, found, wanted)
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            # The walk indexes the map itself (slices are copies), so no view
+            # of it outlives this block, even in an exception's traceback.
+            return read_dataset_attributes(mapped, implicit, little, wanted, start=start)
+
+
+def _read_deflated_strictly(stream: Any, wanted: dict[int, str]) -> dict[str, str]:
+    size = 0
+    for window, whole in _inflated_windows(stream):
+        try:
+            charset, found, passed = _walk(window, 0, False, _LE, wanted)
+        except _NeedMore as short:
+            if whole:
+                raise UnreadableDataset(str(short)) from None
+        else:
+            if passed or whole:
+                return _decode(charset, found, wanted)
+        size = len(window)
+    raise UnreadableDataset(f"deflated dataset: attributes not found in its first {size} bytes")

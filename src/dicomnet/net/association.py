@@ -53,6 +53,7 @@ from dicomnet.errors import (
     RequestTimeout,
 )
 from dicomnet.net.operations import ServiceUser
+from dicomnet.net.pdu_log import log_message
 from dicomnet.net.provider import DatasetSink, SinkFactory
 from dicomnet.net.requests import OutgoingRequest, RequestTimeouts
 from dicomnet.net.transport import DicomProtocol
@@ -61,9 +62,7 @@ __all__ = [
     "Association",
     "Handler",
     "IncomingRequest",
-    "OutgoingRequest",
     "Reply",
-    "RequestTimeouts",
     "as_reply",
 ]
 
@@ -155,6 +154,46 @@ def _discard_unclaimed(dataset: DatasetSink | bytes | bytearray | memoryview | N
         return
     if not dataset.committing:
         dataset.discard()
+
+
+class _SendWatch:
+    """Cancels a send when no byte has been taken for ``stall`` seconds, or the
+    whole message has taken ``total`` (see :meth:`Association._send_with_timeout`)."""
+
+    def __init__(
+        self, association: Association, task: asyncio.Task[Any], stall: float | None,
+        total: float | None,
+    ) -> None:  # fmt: skip
+        self.association = association
+        self.task = task
+        self.stall, self.total = stall, total
+        self.fired: tuple[str, float] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.started = self.progressed = self.loop.time()
+        self.accepted = association._bytes_accepted()
+        limits = [seconds for seconds in (stall, total) if seconds is not None]
+        self.interval = min(max(min(limits) / 4, 0.01), 0.25)
+        self.handle: asyncio.TimerHandle | None = self.loop.call_later(self.interval, self.check)
+
+    def check(self) -> None:
+        now = self.loop.time()
+        accepted = self.association._bytes_accepted()
+        if accepted != self.accepted:
+            self.accepted, self.progressed = accepted, now
+        if self.stall is not None and now - self.progressed >= self.stall:
+            self.fired = ("send", self.stall)
+        elif self.total is not None and now - self.started >= self.total:
+            self.fired = ("send_total", self.total)
+        if self.fired is not None:
+            self.handle = None
+            self.task.cancel()  # releases the send lock; the PDUs written stay whole
+        else:
+            self.handle = self.loop.call_later(self.interval, self.check)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 class Association(ServiceUser):
@@ -249,10 +288,9 @@ class Association(ServiceUser):
             timeouts = request.timeouts or self.timeouts
             try:
                 await self._send_with_timeout(
+                    request,
                     request.context_id or self._context_for(request),
-                    request.message,
-                    request.dataset,
-                    timeouts.send,
+                    timeouts,
                 )
             except RequestTimeout as exc:
                 self._finish(request, exc)
@@ -274,16 +312,44 @@ class Association(ServiceUser):
         raise LocalProtocolError(f"no accepted presentation context for {abstract}")
 
     async def _send_with_timeout(
-        self, context_id: int, message: Any, dataset: Any, timeout: float | None
+        self, request: OutgoingRequest, context_id: int, timeouts: RequestTimeouts
     ) -> None:
+        """Send a request under its send timers: ``send``, a stall timer (no byte
+        taken by the socket for that long), and ``send_total``, a limit on the
+        whole message. Either fires ``on_request_timed_out`` and leaves the
+        association able to carry only control PDUs.
+
+        A watchdog on the loop's clock looks at the socket's progress now and
+        then and cancels the send when a timer is due; a message that goes out
+        at once costs one timer handle, no task.
+        """
+        stall, total = timeouts.send, timeouts.send_total
+        if stall is None and total is None:
+            await self.send_message(context_id, request.message, request.dataset)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _SendWatch(self, task, stall, total)
         try:
-            if timeout is None:
-                await self.send_message(context_id, message, dataset)
-            else:
-                await asyncio.wait_for(self.send_message(context_id, message, dataset), timeout)
-        except asyncio.TimeoutError:
-            self.can_still_process_pdata_tf = False
-            raise RequestTimeout("send", timeout or 0.0, "P-DATA-TF send did not finish") from None
+            await self.send_message(context_id, request.message, request.dataset)
+        except asyncio.CancelledError:
+            if watch.fired is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None and uncancel() > 0:
+                raise  # cancelled from outside as well: that wins
+        finally:
+            watch.stop()
+        if watch.fired is None:
+            return
+        timer, seconds = watch.fired
+        self.can_still_process_pdata_tf = False
+        self.on_request_timed_out(request, seconds)
+        raise RequestTimeout(timer, seconds, "P-DATA-TF send made no progress")
+
+    def _bytes_accepted(self) -> int:
+        protocol = self.protocol
+        return protocol.bytes_accepted if protocol is not None else 0
 
     async def send_message(self, context_id: int, message: Any, dataset: Any = None) -> None:
         """Send one DIMSE message whole, under the send lock."""
@@ -294,6 +360,7 @@ class Association(ServiceUser):
             raise LocalProtocolError("a P-DATA-TF send timed out; only release or abort remain")
         command = encode_command(dimse.to_command(message))
         async with self._send_lock:
+            log_message("sent to", context_id, message, dataset, protocol.peername)
             await protocol.send_message(
                 context_id, command, dataset, self.negotiated.peer_max_pdu_length
             )
@@ -361,6 +428,8 @@ class Association(ServiceUser):
             self.protocol_error(exc)
             self._abort_for(exc)
             return
+        if self.protocol is not None:
+            log_message("received from", context_id, message, dataset, self.protocol.peername)
         if dimse.is_response(message):
             self._response_received(message, dataset)
         else:
@@ -441,6 +510,7 @@ class Association(ServiceUser):
                     getattr(message, "message_id", "?"),
                     problem,
                 )
+                self.request_refused(incoming, problem)
                 await self._respond(incoming, Reply(problem))
             elif handler is None:
                 await self._respond(incoming, Reply(self.unhandled_status(message)))
@@ -450,6 +520,10 @@ class Association(ServiceUser):
             pass
         except DicomNetError as exc:
             log.info("request %s not answered: %s", type(message).__name__, exc)
+
+    def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        """A request answered ``status`` by its own validation, before any handler ran;
+        the listener tells its observers (a refused C-STORE is still a C-STORE answered)."""
 
     def unhandled_status(self, message: Any) -> int:
         """The status answered to a request that no handler serves."""

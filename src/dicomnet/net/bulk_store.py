@@ -111,8 +111,8 @@ async def store_files(
     queue: asyncio.Queue[StoreJob] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
-    contexts = proposed_contexts(jobs)
     options = dict(connect_options)
+    contexts = options.pop("contexts", None) or proposed_contexts(jobs)  # the caller's, if given
     if max_pdu_length:
         options["max_pdu_length"] = max_pdu_length
 

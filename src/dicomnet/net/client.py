@@ -39,6 +39,8 @@ from dicomnet.core.pdu import (
     AssociateRQ,
     AsyncOpsWindow,
     RoleSelection,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
     UserIdentityRQ,
 )
 from dicomnet.core.uids import DEFAULT_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS
@@ -69,16 +71,25 @@ class AssociationTimeouts:
     Attributes
     ----------
     connect : float
-        TCP connection plus A-ASSOCIATE-RQ until its AC or RJ arrives.
+        The TCP connection (and the TLS handshake); without ``acse``, also the
+        A-ASSOCIATE-RQ until its AC or RJ arrives (one timer for both).
     release : float
         A-RELEASE-RQ until its RP; past it the association is aborted.
     artim : float
         ARTIM (PS3.8 9.1.5): waiting for the transport to close afterwards.
+    acse : float | None
+        The A-ASSOCIATE-RQ, once connected, until its AC or RJ arrives
+        (DCMTK's ``--acse-timeout``); None leaves it to ``connect``.
+    abort : float
+        How long an A-ABORT may wait for a socket that stopped taking bytes
+        (after a send stall) before the connection is reset instead.
     """
 
     connect: float = 30.0
     release: float = 30.0
     artim: float = 30.0
+    acse: float | None = None
+    abort: float = 2.0
 
 
 class ClientConnection(Association):
@@ -97,6 +108,17 @@ class ClientConnection(Association):
         self.accept: AssociateAC | None = None
         self._answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._released_cleanly = False
+        # fo-dicom's OnCStoreRequestAsync and OnNEventReportRequestAsync are methods a
+        # subclass overrides: an override taking the request serves those requests.
+        cls = type(self)
+        for command_field, name in (
+            (dimse.CommandField.C_STORE_RQ, "on_c_store_request"),
+            (dimse.CommandField.N_EVENT_REPORT_RQ, "on_n_event_report_request"),
+        ):
+            overridden = getattr(cls, name) is not getattr(ClientConnection, name)
+            if overridden and command_field not in self.handlers:
+                self.handlers[command_field] = getattr(self, name)
 
     # -- fo-dicom members: properties -----------------------------------------------------
     @property
@@ -136,9 +158,13 @@ class ClientConnection(Association):
         if protocol is None:
             return
         protocol.abort(reason=reason, source=source)
-        # After a stalled send the peer is not reading, so the A-ABORT would
-        # wait behind the unsent PDUs forever: reset the connection instead.
-        protocol.close(reset=not self.can_still_process_pdata_tf)
+        if self.can_still_process_pdata_tf:
+            protocol.close()
+        else:
+            # After a send stall the A-ABORT waits behind PDUs the peer has not
+            # read: it goes out if the socket takes it within a short bound,
+            # else the connection is reset.
+            protocol.close_within(self.association_timeouts.abort)
         self._ending(AssociationAborted(source, reason, "aborted by the local user"))
 
     # -- fo-dicom members: callbacks (override or assign) -------------------------------------
@@ -158,12 +184,18 @@ class ClientConnection(Association):
         """The TCP connection closed (``OnConnectionClosedAsync``)."""
 
     def on_c_store_request(self, handler: Handler) -> Handler:
-        """Handle C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``)."""
+        """Handle C-STORE sub-operations during C-GET (``OnCStoreRequestAsync``).
+
+        Use it as a decorator registering the handler, or override it in a
+        subclass as ``async def on_c_store_request(self, request)``, fo-dicom's
+        way: the override then serves every C-STORE request.
+        """
         self.handlers[dimse.CommandField.C_STORE_RQ] = handler
         return handler
 
     def on_n_event_report_request(self, handler: Handler) -> Handler:
-        """Handle N-EVENT-REPORT, e.g. during N-ACTION (``OnNEventReportRequestAsync``)."""
+        """Handle N-EVENT-REPORT, e.g. during N-ACTION (``OnNEventReportRequestAsync``);
+        a decorator, or a method to override as :meth:`on_c_store_request`."""
         self.handlers[dimse.CommandField.N_EVENT_REPORT_RQ] = handler
         return handler
 
@@ -186,8 +218,10 @@ class ClientConnection(Association):
         elif isinstance(event, ul.ReleaseRequested):
             # The acceptor asked to release, or both did at once: answer it.
             assert self.protocol is not None
-            self.protocol.release_response()
+            if self.protocol.release_response():
+                self._released_cleanly = True
         elif isinstance(event, ul.ReleaseConfirmed):
+            self._released_cleanly = True
             self.on_receive_association_release_response()
             if not self._released.done():
                 self._released.set_result(None)
@@ -197,8 +231,10 @@ class ClientConnection(Association):
             detail = "by the peer" if event.by_peer else "protocol error"
             self._ending(AssociationAborted(event.source, event.reason, detail))
         elif isinstance(event, ul.TransportClosed):
-            self.on_connection_closed(self._ended)
-            self._ending(ConnectionClosed("connection closed by the peer"))
+            # fo-dicom passes no exception when the association ended normally
+            error = self._ended or ConnectionClosed("connection closed by the peer")
+            self.on_connection_closed(None if self._released_cleanly else error)
+            self._ending(error)
 
     def _ending(self, error: BaseException) -> None:
         if not self._answer.done():
@@ -214,6 +250,12 @@ class ClientConnection(Association):
         """Wait for outstanding requests, then release (A-RELEASE-RQ, RP)."""
         protocol = self.protocol
         if protocol is None or not protocol.established:
+            return
+        if not self.can_still_process_pdata_tf:
+            # A send stalled part way through a message: the peer holds half a
+            # DIMSE message and may never read the A-RELEASE-RQ. Abort instead.
+            log.warning("release after a stalled send: aborting the association instead")
+            await self.abort()
             return
         timeout = self.association_timeouts.release
         pending = [r.completed for r in list(self._outstanding.values()) + list(self._queue)]
@@ -296,6 +338,8 @@ def connect(
     max_operations_performed: int = 1,
     roles: Iterable[RoleSelection] = (),
     user_identity: UserIdentityRQ | None = None,
+    extended: Iterable[SOPClassExtendedNegotiation] = (),
+    common_extended: Iterable[SOPClassCommonExtendedNegotiation] = (),
     handlers: dict[int, Handler] | None = None,
     timeouts: RequestTimeouts | None = None,
     association_timeouts: AssociationTimeouts | None = None,
@@ -317,6 +361,17 @@ def connect(
     roles : iterable of RoleSelection
         Role selection items; a C-GET SCU asks for the SCP role of the storage
         classes it wants back (see :func:`dicomnet.net.retrieve.get_contexts`).
+    user_identity : UserIdentityRQ, optional
+        User Identity Negotiation (PS3.7 D.3.3.7), any of its five types; the
+        acceptor's response is ``negotiated.user_identity_response`` (None
+        when it sent none, empty for types 1 and 2).
+    extended, common_extended : iterable, optional
+        SOP Class Extended and Common Extended Negotiation items (PS3.7
+        D.3.3.5, D.3.3.6), e.g. relational queries for a Q/R model. The
+        acceptor's answers are ``negotiated.sop_class_extended`` (by SOP
+        class); a declined common extended item shows as its SOP class's
+        contexts refused, the accepted ones in
+        ``negotiated.sop_class_common_extended``.
     handlers : dict, optional
         Handlers of requests the peer sends us, by command field (C-STORE
         sub-operations of C-GET, N-EVENT-REPORT).
@@ -344,6 +399,8 @@ def connect(
         async_ops=async_ops,
         roles=tuple(roles),
         user_identity=user_identity,
+        extended=tuple(extended),
+        common_extended=tuple(common_extended),
     )
     return _Connecting(
         _open(
@@ -390,7 +447,7 @@ async def _open(
     association.protocol = protocol
     association.send_association_request(rq)  # Evt1: Sta1 -> Sta4, awaiting the transport
 
-    async def associate() -> ClientConnection:
+    async def connecting() -> None:
         if ssl is None:
             await loop.create_connection(lambda: protocol, host, port)  # Evt2 sends the RQ
         else:
@@ -402,14 +459,24 @@ async def _open(
                 server_hostname=server_hostname or (host if ssl.check_hostname else ""),
                 ssl_handshake_timeout=limits.connect,
             )
+
+    async def associate() -> ClientConnection:
+        await connecting()
         await association._answer
         return association
 
+    timer, seconds = "association", limits.connect
     try:
-        return await asyncio.wait_for(associate(), limits.connect)
+        if limits.acse is None:
+            return await asyncio.wait_for(associate(), limits.connect)
+        timer = "connect"
+        await asyncio.wait_for(connecting(), limits.connect)
+        timer, seconds = "acse", limits.acse
+        await asyncio.wait_for(asyncio.shield(association._answer), limits.acse)
+        return association
     except asyncio.TimeoutError:
         protocol.close(reset=True)
-        raise RequestTimeout("association", limits.connect, f"{host}:{port}") from None
+        raise RequestTimeout(timer, seconds, f"{host}:{port}") from None
     except OSError as exc:
         raise ConnectionClosed(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
     except LocalProtocolError:

@@ -5,12 +5,16 @@ Theory of operation
 :meth:`Listener.listen` binds with the semantics of LEADTOOLS
 ``DicomNet.Listen(hostAddress, hostPort, maxNumberOfPeers, ipType)``:
 
-* ``""`` binds this machine's own address (the host name resolved), ``"*"``
-  every interface, anything else that address;
+* ``""`` binds this machine's primary address (the default route's source,
+  found without sending anything; else an interface's; else loopback, see
+  :mod:`dicomnet.net.addresses`), ``"*"`` every interface, anything else that
+  address, which must be of a family ``ip_type`` allows
+  (:class:`~dicomnet.net.addresses.BindError` otherwise);
 * port 0 takes the first free port, readable afterwards as :attr:`Listener.port`;
 * ``max_number_of_peers`` is the ``listen()`` backlog;
 * ``ip_type`` is :attr:`IPType.IPV4` (the default), :attr:`IPType.IPV6`, or
-  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket.
+  :attr:`IPType.IPV4_OR_IPV6`, which with ``"*"`` is one dual-stack socket
+  (IPv4 alone on a host without IPv6).
 
 Every accepted connection gets a :class:`ServerAssociation` on the same event
 loop (no thread per association). When its A-ASSOCIATE-RQ arrives the
@@ -61,6 +65,7 @@ from dicomnet.core.pdu import (
     RejectResult,
     RejectSource,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     PATIENT_ROOT_FIND,
     PATIENT_ROOT_GET,
@@ -72,8 +77,10 @@ from dicomnet.core.uids import (
     VERIFICATION_SOP_CLASS,
 )
 from dicomnet.errors import AssociationAborted, ConnectionClosed
-from dicomnet.net.association import Association, Handler
+from dicomnet.net.addresses import bind_plan
+from dicomnet.net.association import Association, Handler, IncomingRequest
 from dicomnet.net.provider import DatasetSink, SinkFactory
+from dicomnet.net.proxy import AcceptGate, ProxyPolicy
 from dicomnet.net.requests import RequestTimeouts
 from dicomnet.net.retrieve import MoveDestination, Selector, c_get_handler, c_move_handler
 from dicomnet.net.transport import DicomProtocol
@@ -185,6 +192,8 @@ class ServerAssociation(Association):
         self.bytes = 0
         """Dataset bytes of those instances."""
         self._reported = False
+        self.input_refused = False
+        """Whether this association was aborted for bad input."""
 
     @property
     def peer_host(self) -> str:
@@ -203,10 +212,14 @@ class ServerAssociation(Association):
 
     @property
     def calling_ae_title(self) -> str:
+        """The requestor's AE title as sent, unpadded: the value (the per-AE cap's
+        key, the Source AE Title of what it stores, the event log), never escaped
+        here; a log line escapes it (:func:`dicomnet.core.text.printable`)."""
         return self.request.calling_ae_title if self.request else ""
 
     @property
     def called_ae_title(self) -> str:
+        """The AE title the requestor called, as :attr:`calling_ae_title`."""
         return self.request.called_ae_title if self.request else ""
 
     # -- ProtocolOwner -----------------------------------------------------------------
@@ -228,6 +241,14 @@ class ServerAssociation(Association):
         elif isinstance(event, ul.TransportClosed):
             self._ended_by(ConnectionClosed("connection closed"))
 
+    def protocol_error(self, exc: Exception) -> None:
+        """The peer's bad input aborts the association: observers hear
+        ``input_refused``, once per association (the association and the
+        transport may both report the same error)."""
+        if not self.input_refused:
+            self.input_refused = True
+            self.listener.notify("input_refused", self, exc)
+
     def _association_requested(self, rq: AssociateRQ) -> None:
         listener = self.listener
         protocol = self.protocol
@@ -239,8 +260,8 @@ class ServerAssociation(Association):
         if listener.closing or (cap and listener.association_count >= cap) or over:
             answer = LOCAL_LIMIT_EXCEEDED
             log.info(
-                "rejecting %r from %s: %d associations open",
-                rq.calling_ae_title,
+                "rejecting %s from %s: %d associations open",
+                printable(rq.calling_ae_title, quote=True),
                 protocol.peername,
                 cap,
             )
@@ -260,11 +281,11 @@ class ServerAssociation(Association):
         if isinstance(answer, AssociateRJ):
             if answer is not LOCAL_LIMIT_EXCEEDED:
                 log.info(
-                    "rejecting association from %s (calling %r, called %r): "
+                    "rejecting association from %s (calling %s, called %s): "
                     "result %d, source %d, reason %d",
                     self.peer,
-                    rq.calling_ae_title,
-                    rq.called_ae_title,
+                    printable(rq.calling_ae_title, quote=True),
+                    printable(rq.called_ae_title, quote=True),
                     answer.result,
                     answer.source,
                     answer.reason,
@@ -332,47 +353,14 @@ class ServerAssociation(Association):
                 self.listener.notify("association_ended", self, error)
         self.end(error or ConnectionClosed("association released"))
 
+    def request_refused(self, incoming: IncomingRequest, status: int) -> None:
+        self.listener.notify("request_refused", self, incoming, status)
+
     def dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         factory = self.listener.dataset_sink
         if factory is None:
             return None
         return factory(self, context_id, command)
-
-
-def _resolve_bind(
-    host_address: str, ip_type: IPType
-) -> list[tuple[socket.AddressFamily, str, bool]]:
-    """The sockets to bind: ``(family, address, dual_stack)`` per LEADTOOLS rules."""
-    families = []
-    if ip_type & IPType.IPV4:
-        families.append(socket.AF_INET)
-    if ip_type & IPType.IPV6:
-        families.append(socket.AF_INET6)
-    if host_address == "*":
-        if ip_type == IPType.IPV4_OR_IPV6:
-            return [(socket.AF_INET6, "::", True)]
-        return [(families[0], "0.0.0.0" if families[0] == socket.AF_INET else "::", False)]
-    if host_address in ("", None):
-        binds = []
-        for family in families:
-            binds.append((family, _own_address(family), False))
-        return binds
-    family = socket.AF_INET6 if ":" in host_address else socket.AF_INET
-    dual = family == socket.AF_INET6 and ip_type == IPType.IPV4_OR_IPV6
-    return [(family, host_address, dual)]
-
-
-def _own_address(family: socket.AddressFamily) -> str:
-    """This machine's address of a family: its host name resolved, else loopback."""
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
-    except OSError:
-        infos = []
-    for info in infos:
-        address = str(info[4][0])
-        if not address.startswith("fe80"):
-            return address
-    return "127.0.0.1" if family == socket.AF_INET else "::1"
 
 
 class Listener:
@@ -443,14 +431,20 @@ class Listener:
         self.observers: list[Any] = []
         """Told of every association: ``association_accepted(association)``,
         ``association_rejected(association, rj)`` and
-        ``association_ended(association, error)`` (error None on a release);
+        ``association_ended(association, error)`` (error None on a release),
+        and of every request its own validation refused before any handler:
+        ``request_refused(association, request, status)``;
         an observer may define any of them (see :mod:`dicomnet.services.store_events`)."""
         self.admit: Callable[[ServerAssociation], bool] | None = None
         """Consulted before accepting, after negotiation: False rejects with
         local-limit-exceeded. With :attr:`release`, a cap shared by processes."""
         self.release: Callable[[ServerAssociation], None] | None = None
         """Called when an association :attr:`admit` let in ends."""
+        self.proxy_policy: ProxyPolicy | None = None
+        """With a policy, connections may open with a PROXY protocol header from a
+        trusted proxy, whose client then is the peer (:mod:`dicomnet.net.proxy`)."""
         self._servers: list[asyncio.Server] = []
+        self._ssl: SSLContext | None = None
         self._closing = False
         self._per_ae: collections.Counter[str] = collections.Counter()
         self._per_address: collections.Counter[str] = collections.Counter()
@@ -463,12 +457,12 @@ class Listener:
             limits.max_associations_per_address,
         )
         if per_ae and self._per_ae[calling_ae_title] >= per_ae:
-            log.info("rejecting %r: %d associations of this AE title", calling_ae_title, per_ae)
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations of this AE title", title, per_ae)
             return True
         if per_address and self._per_address[address] >= per_address:
-            log.info(
-                "rejecting %r: %d associations from %s", calling_ae_title, per_address, address
-            )
+            title = printable(calling_ae_title, quote=True)
+            log.info("rejecting %s: %d associations from %s", title, per_address, address)
             return True
         return False
 
@@ -602,8 +596,17 @@ class Listener:
 
     @property
     def port(self) -> int:
-        """The bound port (the real one when listening on port 0)."""
-        return int(self.sockets[0].getsockname()[1])
+        """The bound port (the real one when listening on port 0).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`listen` (or after :meth:`close`): there is no port yet.
+        """
+        sockets = self.sockets
+        if not sockets:
+            raise RuntimeError("the listener is not listening: call listen() first")
+        return int(sockets[0].getsockname()[1])
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -630,9 +633,10 @@ class Listener:
         ``reuse_port`` sets SO_REUSEPORT, so that several processes bind the
         same port and the kernel spreads connections among them.
         """
+        self._ssl = ssl  # the handshake runs in an AcceptGate, which reports its failures
         loop = asyncio.get_running_loop()
         port = host_port
-        for family, address, dual in _resolve_bind(host_address, IPType(ip_type)):
+        for family, address, dual in bind_plan(host_address, IPType(ip_type)):
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -650,12 +654,10 @@ class Listener:
                 self._protocol_factory,
                 sock=sock,
                 backlog=max_number_of_peers,
-                ssl=ssl,
-                ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl else None,
             )
             self._servers.append(server)
 
-    def _protocol_factory(self) -> DicomProtocol:
+    def _protocol_factory(self) -> asyncio.BufferedProtocol:
         association = ServerAssociation(self)
         protocol = DicomProtocol(
             ul.Role.ACCEPTOR,
@@ -672,6 +674,16 @@ class Listener:
         association.protocol = protocol
         self.associations.add(association)
         protocol.closed.add_done_callback(lambda _: self._forget(association))
+        if self.proxy_policy is not None or self._ssl is not None:
+            return AcceptGate(
+                protocol,
+                self.proxy_policy,
+                ssl=self._ssl,
+                timeout=self.limits.artim_timeout,
+                tls_handshake_timeout=self.limits.tls_handshake_timeout,
+                on_refused=lambda address, reason: self.notify("peer_refused", address, reason),
+                on_tls_failed=lambda address, reason: self.notify("tls_failed", address, reason),
+            )
         return protocol
 
     def _forget(self, association: ServerAssociation) -> None:

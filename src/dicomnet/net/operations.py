@@ -14,7 +14,7 @@ finalizes the abandoned iterator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -151,7 +151,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-FIND (PS3.4 C): each response as it arrives, the final one last."""
         message = dimse.CFindRQ(
             message_id=0, affected_sop_class_uid=model, priority=priority, has_dataset=True
@@ -166,7 +166,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-MOVE (PS3.4 C): pending responses with sub-operation counts, then the final one."""
         message = dimse.CMoveRQ(
             message_id=0,
@@ -184,7 +184,7 @@ class ServiceUser:
         *,
         priority: int = dimse.Priority.MEDIUM,
         timeouts: RequestTimeouts | None = None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         """C-GET (PS3.4 C): the C-STOREs arrive on this association, to the
         ``on_c_store_request`` handler; responses as for :meth:`move`."""
         message = dimse.CGetRQ(
@@ -359,7 +359,7 @@ class ServiceUser:
         identifier: Any,
         model: str,
         timeouts: RequestTimeouts | None,
-    ) -> AsyncIterator[QueryResponse]:
+    ) -> AsyncGenerator[QueryResponse, None]:
         context_id = self._accepted_context(model)
         syntax = self.negotiated.contexts[context_id].transfer_syntax
         payload = identifier

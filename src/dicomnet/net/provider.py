@@ -146,6 +146,8 @@ class StoreEvent:
     """Seconds from the dataset's first byte to the answer."""
     status: int
     path: str
+    study_instance_uid: str = ""
+    patient_id: str = ""
 
     @property
     def stored(self) -> bool:

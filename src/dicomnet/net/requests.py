@@ -23,9 +23,13 @@ class RequestTimeouts:
     Attributes
     ----------
     send : float | None
-        Writing the request's PDUs (back-pressure from a stalled peer). When it
-        fires part way through a message, the association can carry only
-        control PDUs from then on (``can_still_process_pdata_tf`` is False).
+        A stall timer on writing the request's PDUs: it fires when the socket
+        has taken no byte for this long (a peer that stopped reading), however
+        long the whole message takes over a slow link. When it fires part way
+        through a message, the association can carry only control PDUs from
+        then on (``can_still_process_pdata_tf`` is False).
+    send_total : float | None
+        An optional limit on writing the whole message, progress or not.
     first_response : float | None
         From the request fully sent to its first response, pending or final.
     between_responses : float | None
@@ -38,6 +42,7 @@ class RequestTimeouts:
     first_response: float | None = 60.0
     between_responses: float | None = 60.0
     total: float | None = None
+    send_total: float | None = None
 
 
 class OutgoingRequest:

@@ -52,6 +52,7 @@ from dicomnet.core.status import (
     StatusClass,
     status_class,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     ALL_TRANSFER_SYNTAXES,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
@@ -382,7 +383,9 @@ def c_move_handler(
         message = request.message
         destination = destinations(message.move_destination)
         if destination is None:
-            log.info("C-MOVE to unknown destination %r", message.move_destination)
+            log.info(
+                "C-MOVE to unknown destination %s", printable(message.move_destination, quote=True)
+            )
             yield Reply(MOVE_DESTINATION_UNKNOWN)
             return
         chosen = await _select(select, request)
@@ -431,7 +434,7 @@ async def _move(
             **options,
         )
     except (DicomNetError, ValueError) as exc:
-        log.info("C-MOVE destination %s unreachable: %s", message.move_destination, exc)
+        log.info("C-MOVE destination %s unreachable: %s", printable(message.move_destination), exc)
         counters.fail_rest(uid for _, uid, _ in identities)
         yield counters.final()
         return

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
@@ -45,7 +46,9 @@ from typing import Any, Protocol, cast
 from dicomnet.core import ul
 from dicomnet.core.codec import fragment_message
 from dicomnet.core.pdu import AbortSource, AssociateAC, AssociateRJ, AssociateRQ
+from dicomnet.core.text import printable
 from dicomnet.errors import ProtocolError
+from dicomnet.net.pdu_log import PduTracer, pdu_log
 from dicomnet.net.provider import DatasetSink
 
 __all__ = ["SEND_BATCH_BYTES", "DicomProtocol", "ProtocolOwner", "set_nodelay"]
@@ -57,6 +60,36 @@ SEND_BATCH_BYTES = 4 << 20
 
 WRITE_BUFFER_HIGH = 8 << 20
 """High-water mark of the transport's write buffer before sending waits."""
+
+RECHECK_DELAY = 0.001
+RECHECKS = 64
+"""A timer that finds the peer's bytes waiting (or its window open) looks again
+this many times, this many seconds apart, letting the event loop read first."""
+
+
+def peer_moved(transport: asyncio.BaseTransport | None, *, writing: bool = False) -> bool:
+    """Whether the socket holds bytes from the peer not yet read (or, ``writing``,
+    has room again) that the event loop has not yet handled.
+
+    After the process stalls (SIGSTOP, a VM pause, a long GC or fsync), the
+    event loop runs overdue timers before it reads: on Linux, ``epoll_wait``
+    returns EINTR on SIGCONT and Python then reports no event at all. A timer
+    that fired now would judge the state of the moment the process stopped;
+    what the socket holds is what the peer actually did, in time.
+    """
+    if transport is None or transport.is_closing():
+        return False
+    if not writing and not getattr(transport, "is_reading", lambda: True)():
+        return False  # reading is paused on purpose: bytes wait there by design
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class ProtocolOwner(Protocol):
@@ -144,24 +177,41 @@ class DicomProtocol(asyncio.BufferedProtocol):
         self._write_stalled: asyncio.TimerHandle | None = None
         self._reported: BaseException | None = None
         """The protocol error last logged, so that each is logged once."""
+        self._owner_told: BaseException | None = None
+        """The protocol error last told to the owner, so that each is told once."""
         self._received_any = False
+        self.bytes_handed = 0
+        """Bytes handed to the transport so far (see :attr:`bytes_accepted`)."""
+        self._traced: tuple[PduTracer, PduTracer] | None = None
+        self._receiving: memoryview | None = None
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self.peername = transport.get_extra_info("peername")
+        if self.peername is None:  # else set by an accept gate: the client behind a proxy
+            self.peername = transport.get_extra_info("peername")
         set_nodelay(transport)
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        if pdu_log.isEnabledFor(logging.DEBUG):  # dicomnet -d: every PDU in summary
+            self._traced = (
+                PduTracer("sent to", self.peername),
+                PduTracer("received from", self.peername),
+            )
         self.connection.connection_made()
         if self.idle_timeout > 0:
             self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
         self._process()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.connection.get_buffer(sizehint)
+        buffer = self.connection.get_buffer(sizehint)
+        if self._traced is not None:
+            self._receiving = buffer
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         self._received_any = True
+        if self._traced is not None and self._receiving is not None:
+            self._traced[1].feed(self._receiving[:nbytes])
         self.connection.buffer_updated(nbytes)
         self._process()
 
@@ -200,8 +250,13 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self._write_stalled.cancel()
             self._write_stalled = None
 
-    def _write_timed_out(self) -> None:
+    def _write_timed_out(self, recheck: int = RECHECKS) -> None:
         self._write_stalled = None
+        if recheck and peer_moved(self.transport, writing=True):
+            self._write_stalled = self._loop.call_later(
+                RECHECK_DELAY, self._write_timed_out, recheck - 1
+            )
+            return
         if self.transport is not None and not self.transport.is_closing():
             log.warning(
                 "dropping the connection to %s: it read nothing for %.0f s",
@@ -229,6 +284,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
                 self._discard_open_sink()
                 error = connection.protocol_error
                 if not event.by_peer and error is not None:
+                    self._owner_told = error
                     owner.protocol_error(error)
             owner.ul_event(event)
         if connection.pdus_received != self._pdus_seen:
@@ -244,7 +300,10 @@ class DicomProtocol(asyncio.BufferedProtocol):
         error = self.connection.protocol_error
         if error is not None and error is not self._reported:
             self._reported = error
-            log.warning("aborting association with %s: %s", self.peername, error)
+            log.warning("aborting association with %s: %s", self.peername, printable(error))
+            if error is not self._owner_told:  # an abort without an Aborted event (Sta2)
+                self._owner_told = error
+                self.owner.protocol_error(error)
 
     def _dataset_sink(self, context_id: int, command: dict[int, Any]) -> DatasetSink | None:
         sink = self.owner.dataset_sink(context_id, command)
@@ -268,6 +327,10 @@ class DicomProtocol(asyncio.BufferedProtocol):
         buffers = connection.data_to_send()
         if not transport.is_closing():
             if buffers:
+                self.bytes_handed += sum(memoryview(buffer).nbytes for buffer in buffers)
+                if self._traced is not None:
+                    for buffer in buffers:
+                        self._traced[0].feed(buffer)
                 transport.writelines(cast("list[bytes]", buffers))
             if connection.should_close:
                 transport.close()
@@ -277,9 +340,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
         else:
             self._cancel_artim()
 
-    def _idle_check(self) -> None:
+    def _idle_check(self, recheck: int = RECHECKS) -> None:
         """Abort an established association whose peer has gone quiet; else look again later."""
         self._idle = None
+        if recheck and peer_moved(self.transport):
+            self._idle = self._loop.call_later(RECHECK_DELAY, self._idle_check, recheck - 1)
+            return
         quiet = self._loop.time() - self._last_pdu
         if self.owner.busy():
             self._idle = self._loop.call_later(min(self.idle_timeout, 1.0), self._idle_check)
@@ -295,8 +361,11 @@ class DicomProtocol(asyncio.BufferedProtocol):
         elif self.transport is not None and not self.transport.is_closing():
             self._idle = self._loop.call_later(self.idle_timeout, self._idle_check)
 
-    def _artim_fired(self) -> None:
+    def _artim_fired(self, recheck: int = RECHECKS) -> None:
         self._artim = None
+        if recheck and peer_moved(self.transport):
+            self._artim = self._loop.call_later(RECHECK_DELAY, self._artim_fired, recheck - 1)
+            return
         if self.connection.state is ul.State.STA2:
             log.info(
                 "no association request from %s within %.0f s: closing",
@@ -381,6 +450,26 @@ class DicomProtocol(asyncio.BufferedProtocol):
             transport.close()
 
     # -- sending --------------------------------------------------------------------
+    @property
+    def bytes_accepted(self) -> int:
+        """Bytes the socket has taken: handed to the transport and no longer in
+        its write buffer. A send that leaves this unchanged is stalled."""
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.bytes_handed - buffered
+
+    def close_within(self, seconds: float) -> None:
+        """Close once what is queued has gone out, or reset the connection if the
+        socket has not taken it within ``seconds`` (a peer that stopped reading)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        if not self.closed.done():
+            timer = self._loop.call_later(seconds, lambda: self.close(reset=True))
+            self.closed.add_done_callback(lambda _: timer.cancel())
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         await self._can_write.wait()

@@ -48,6 +48,7 @@ from dicomnet.core.status import (
     PROCESSING_FAILURE,
     SUCCESS,
 )
+from dicomnet.core.text import printable
 from dicomnet.core.uids import (
     STORAGE_COMMITMENT_PUSH,
     STORAGE_COMMITMENT_PUSH_INSTANCE,
@@ -184,7 +185,7 @@ class CommitmentWaiter:
         )
         future = self._waiting.pop(uid, None)
         if future is None:
-            log.warning("storage commitment report for unknown transaction %s", uid)
+            log.warning("storage commitment report for unknown transaction %s", printable(uid))
         elif not future.done():
             future.set_result(result)
         return SUCCESS

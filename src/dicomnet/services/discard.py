@@ -85,6 +85,12 @@ class DiscardStorage:
         """Serve C-STORE on ``listener`` with this provider."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
+        listener.observers.append(self)
+
+    def request_refused(self, association: Any, request: IncomingRequest, status: int) -> None:
+        """A C-STORE the listener refused before the handler is still one answered."""
+        if getattr(request.message, "command_field", None) == 0x0001:
+            report_store(self.observers, request, status, None, dataset_started(request))
 
     def sink(
         self, association: Any, context_id: int, command: dict[int, Any]

@@ -21,7 +21,10 @@ when the command or the dataset's UIDs cannot be understood.
 Files are named only from validated UIDs (digits and dots, at most 64
 characters), so no peer value reaches a path unchecked. With the study layout
 the Study and Series Instance UIDs are read from the dataset, and must be
-valid too.
+valid too. In either layout the dataset must parse in the negotiated
+transfer syntax (:func:`dicomnet.dataset.attributes.read_stored_attributes`)
+and carry the command's SOP Instance UID and SOP Class UID before Success;
+otherwise C000 (A900 for another SOP Class).
 """
 
 from __future__ import annotations
@@ -45,12 +48,7 @@ from dicomnet.core.status import (
     WARNING,
 )
 from dicomnet.core.uids import is_valid_uid
-from dicomnet.dataset.attributes import (
-    HEADER_WINDOW,
-    LITTLE_ENDIAN_SYNTAXES,
-    read_attributes,
-    read_file_attributes,
-)
+from dicomnet.dataset.attributes import UnreadableDataset, read_stored_attributes
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.provider import DatasetSink, StoreObserver
@@ -79,12 +77,16 @@ INCOMING = ".incoming"
 """The folder, inside the storage folder, of files still being received."""
 
 _PLACEMENT_TAGS = {
+    0x00080016: "SOPClassUID",
     0x00080018: "SOPInstanceUID",
     0x0020000D: "StudyInstanceUID",
     0x0020000E: "SeriesInstanceUID",
 }
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+
+_IDENTITY_TAGS = {0x00080016: "SOPClassUID", 0x00080018: "SOPInstanceUID"}
+"""What the flat layout reads of a dataset: enough to know it parses and is the command's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,20 @@ class FolderStorage:
         """Serve C-STORE on ``listener`` with this storage."""
         listener.dataset_sink = self.sink
         listener.on_c_store(self.handle)
+        if self not in listener.observers:  # told of C-STOREs refused before the handler
+            listener.observers.append(self)
+
+    def request_refused(self, association: Any, request: IncomingRequest, status: int) -> None:
+        """A listener observer: a C-STORE refused before its handler ran.
+
+        The request's own validation (an invalid SOP Instance UID: C000; a
+        SOP Class other than the context's: A900, PS3.4 B.2.3) answers it
+        without the handler, yet it is a C-STORE answered like any other, and
+        the attempts a hostile peer makes: the observers (event log, metrics)
+        hear of it.
+        """
+        if getattr(request.message, "command_field", None) == C_STORE_RQ:
+            report_store(self.observers, request, status, None, dataset_started(request))
 
     def sink(
         self, association: Any, context_id: int, command: dict[int, Any]
@@ -329,20 +345,26 @@ class FolderStorage:
     async def _publish(
         self, sink: IncomingFile, request: IncomingRequest, uid: str
     ) -> StoredInstance:
-        attributes: dict[str, str] = {}
+        # The dataset must parse in the negotiated syntax before Success (C000 otherwise);
+        # read strictly from the file's page-cache pages, off the loop for a deflated one.
+        wanted = self.attribute_tags if self.layout == "study" else _IDENTITY_TAGS
+        if request.transfer_syntax == DEFLATED_SYNTAX:
+            attributes = await asyncio.get_running_loop().run_in_executor(
+                None, self._attributes, sink, wanted
+            )
+        else:
+            attributes = self._attributes(sink, wanted)
+        if attributes.get("SOPInstanceUID", "") != uid:
+            reason = "the dataset's SOP Instance UID is not the command's"
+            raise Rejected(CANNOT_UNDERSTAND, reason)
+        class_uid = request.message.affected_sop_class_uid
+        if attributes.get("SOPClassUID", class_uid) != class_uid:  # PS3.4 B.2.3
+            reason = "the dataset's SOP Class UID is not the command's"
+            raise Rejected(DATASET_DOES_NOT_MATCH, reason)
         names: tuple[str, ...] = ()
         if self.layout == "study":
-            found = self._attributes(sink, request.transfer_syntax)
-            if found is None:  # read from the file, off the event loop (pydicom, inflate)
-                found = await asyncio.get_running_loop().run_in_executor(
-                    None, self._file_attributes, sink
-                )
-            attributes = found
             study = attributes.get("StudyInstanceUID", "")
             series = attributes.get("SeriesInstanceUID", "")
-            if attributes.get("SOPInstanceUID", "") != uid:
-                reason = "the dataset's SOP Instance UID is not the command's"
-                raise Rejected(CANNOT_UNDERSTAND, reason)
             if not (is_valid_uid(study) and is_valid_uid(series)):
                 raise Rejected(CANNOT_UNDERSTAND, "no valid Study and Series Instance UIDs")
             names = (study, series)
@@ -374,29 +396,11 @@ class FolderStorage:
             self.stored.append(record)
         return record
 
-    def _attributes(self, sink: IncomingFile, transfer_syntax: str) -> dict[str, str] | None:
-        """The placement and indexed attributes, from the dataset's first bytes in memory.
-
-        None when the fast reader declines (big endian, deflated, another
-        character set): :meth:`_file_attributes` reads the file then.
-        """
-        if transfer_syntax in LITTLE_ENDIAN_SYNTAXES:
-            implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
-            head = sink.head
-            complete = len(head) >= sink.size
-            found = read_attributes(head, implicit, self.attribute_tags, complete=complete)
-            if found is None and not complete:
-                window = sink.read_head(HEADER_WINDOW)
-                found = read_attributes(
-                    window, implicit, self.attribute_tags, complete=len(window) >= sink.size
-                )
-            return found
-        return None
-
-    def _file_attributes(self, sink: IncomingFile) -> dict[str, str]:
+    def _attributes(self, sink: IncomingFile, wanted: dict[int, str]) -> dict[str, str]:
+        """The ``wanted`` attributes of the written dataset, read strictly."""
         try:
-            return read_file_attributes(f"/proc/self/fd/{sink.fileno()}", self.attribute_tags)
-        except Exception as exc:  # pydicom raises many kinds on a malformed dataset
+            return read_stored_attributes(f"/proc/self/fd/{sink.fileno()}", wanted)
+        except UnreadableDataset as exc:
             raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
 
     def _sink_from_memory(self, request: IncomingRequest) -> DatasetSink | None:

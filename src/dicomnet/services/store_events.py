@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from dicomnet.core.status import STORED_STATUSES
+from dicomnet.core.text import printable
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.listener import ServerAssociation
 from dicomnet.net.provider import StoreEvent, StoreObserver
@@ -101,6 +102,8 @@ def report_store(
         duration=max(time.monotonic() - started, 0.0),
         status=status,
         path=str(record.path) if record is not None else "",
+        study_instance_uid=record.attributes.get("StudyInstanceUID", "") if record else "",
+        patient_id=record.attributes.get("PatientID", "") if record else "",
     )
     for observer in observers:
         try:
@@ -142,7 +145,8 @@ class AssociationLog:
 
     Accepted associations are logged when they end, with their peer, AE
     titles, the instances and bytes stored, the duration and how they ended;
-    rejected ones when they are rejected, with the reason.
+    rejected ones when they are rejected, with the reason. The peer chose the
+    AE titles, so they are escaped (:func:`dicomnet.core.text.printable`).
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -153,8 +157,8 @@ class AssociationLog:
             "association %d from %s %s -> %s: rejected (result %d, source %d, reason %d)",
             association.number,
             association.peer,
-            association.calling_ae_title,
-            association.called_ae_title,
+            printable(association.calling_ae_title),
+            printable(association.called_ae_title),
             int(rejection.result),
             int(rejection.source),
             int(rejection.reason),
@@ -165,8 +169,8 @@ class AssociationLog:
             "association %d from %s %s -> %s: %d instances, %d bytes, %.3f s, %s",
             association.number,
             association.peer,
-            association.calling_ae_title,
-            association.called_ae_title,
+            printable(association.calling_ae_title),
+            printable(association.called_ae_title),
             association.instances,
             association.bytes,
             time.monotonic() - association.opened,

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from dicomnet.core.status import PENDING
 from dicomnet.core.uids import MODALITY_WORKLIST_FIND
 from dicomnet.dataset.matching import key_text, matches
 from dicomnet.net.association import IncomingRequest, Reply
@@ -39,7 +40,6 @@ __all__ = ["WorklistProvider", "item_matches"]
 
 log = logging.getLogger("dicomnet.services.worklist")
 
-PENDING = 0xFF00
 SKIPPED = ("SpecificCharacterSet", "QueryRetrieveLevel")
 
 
