@@ -22,10 +22,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from io import BytesIO
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
 
 from dicomnet.archive.maintenance import VerifyReport, verify
 from dicomnet.core.codec import decode_command
@@ -58,13 +58,11 @@ def template(pixels: int) -> bytes:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.PixelData = bytes(range(256)) * (pixels * pixels * 2 // 256)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    from io import BytesIO
-
     out = BytesIO()
-    ds.save_as(out, implicit_vr=False, little_endian=True)  # dataset only, no preamble
-    return out.getvalue()
+    ds.save_as(out, implicit_vr=False, little_endian=True)  # the dataset alone: no meta group
+    data = out.getvalue()
+    assert data[:2] == b"\x08\x00", "group 0002 or a preamble would make the dataset invalid"
+    return data
 
 
 def uid_for(attempt: int) -> str:
