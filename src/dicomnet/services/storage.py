@@ -7,10 +7,11 @@ unnamed file (:class:`dicomnet.services.commit.IncomingFile`) in ``.incoming``
 inside the storage folder and writes the preamble and a File Meta group built
 from the command set and the presentation context. The codec's pump then
 writes each dataset fragment into it straight from the receive buffer, hashing
-it on the way and keeping the dataset's first bytes, so a 2 GB dataset never
-sits in memory and the file is never read back. When the last fragment
-arrives, :meth:`FolderStorage.store` reads the placement UIDs from those first
-bytes and publishes the file under its final name in the order of
+it on the way, so a 2 GB dataset never sits in memory and is hashed once.
+When the last fragment arrives, :meth:`FolderStorage.store` walks the
+dataset's start strictly (from the page cache, through the open descriptor)
+for its UIDs and indexed attributes, and publishes the file under its final
+name in the order of
 ``shared/durability.md`` (:class:`dicomnet.services.commit.Publisher`): under
 fsync, data synced, name linked, folder synced, group-committed across
 instances; only then is Success answered. On any failure the incoming file is
@@ -138,9 +139,9 @@ class FolderStorage:
         copy and answer Warning B000 (default), ``replace`` it and answer
         Success, or ``reject`` the new one with 0111 (Duplicate SOP Instance).
     attribute_tags : dict
-        Tags (tag: keyword) read from each dataset's first bytes with the
-        study layout and returned in ``StoredInstance.attributes``: the archive
-        passes what its index keeps, so the header is read once, from memory.
+        Tags (tag: keyword) read from each dataset with the study layout and
+        returned in ``StoredInstance.attributes``: the archive passes what its
+        index keeps, so the header is read once.
     prefetch : int
         Incoming files a thread keeps created ahead of time, so that file
         creation does not block the event loop (0: each is created when its
