@@ -13,7 +13,7 @@ over 1 or 8 associations on loopback, each side its own process(es):
 * ``dicomnet -> archive``: ``dicomnet store --associations N`` to
   ``dicomnet listen --fsync never`` (files and SQLite index; storescp does not
   fsync either); ``no index`` is ``--no-index``; ``fsync`` is the default
-  ``--fsync always``; ``workers 2`` is ``--workers 2``.
+  ``--fsync always``; ``workers auto`` is ``--workers auto`` (one per CPU).
 * ``storescu -> archive``: DCMTK's sender to our archive.
 
 Figures: wall clock from the senders' start to the last one's exit, instances/s,
@@ -69,7 +69,7 @@ def receiver(kind: str, port: int, out: Path, associations: int) -> list[str]:
         "archive": ["--fsync", "never"],
         "no index": ["--no-index", "--fsync", "never"],
         "fsync": ["--fsync", "always"],
-        "workers 2": ["--fsync", "never", "--workers", "2"],
+        "workers auto": ["--fsync", "never", "--workers", "auto"],
     }[kind]
     return dicomnet_cli(*common, *options)
 
@@ -125,7 +125,7 @@ def rows_for(associations: int) -> list[Row]:
         Row("storescu -> archive" + x, "storescu", "archive", associations),
     ]
     if associations > 1:
-        rows.append(Row("dicomnet -> workers 2" + x, "dicomnet", "workers 2", associations))
+        rows.append(Row("dicomnet -> workers auto" + x, "dicomnet", "workers auto", associations))
     return rows
 
 

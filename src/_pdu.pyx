@@ -4,7 +4,9 @@
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.errno cimport EINTR, EIO, errno
 from libc.string cimport memcpy, memmove
+from posix.uio cimport iovec, writev
 
 from dicomnet.core._command_tags import COMMAND_TAGS
 from dicomnet.errors import CommandSetError, PDUError, PDUTooLarge, PDVError, UnrecognizedPDU
@@ -38,6 +40,7 @@ __all__ = [
     "UNLIMITED_SEND_PDU_LENGTH",
     "Assembler",
     "PDUReader",
+    "PUMP_DIGEST",
     "decode_command",
     "decode_pdu",
     "encode_command",
@@ -342,11 +345,47 @@ cdef void fragment_into(list buffers, int context_id, memoryview data, int contr
 
 # -- reassembly ------------------------------------------------------------------------------
 
+cdef extern from "_pdu_digest.h":
+    ctypedef struct dn_sha256:
+        pass
+    int DN_HAVE_SHA256
+    dn_sha256* dn_sha256_new() nogil
+    void dn_sha256_free(dn_sha256* ctx) nogil
+    int dn_sha256_init(dn_sha256* ctx) nogil
+    int dn_sha256_update(dn_sha256* ctx, const void* data, size_t size) nogil
+    int dn_sha256_final(dn_sha256* ctx, unsigned char* out) nogil
+
+PUMP_DIGEST = bool(DN_HAVE_SHA256)
+
+DEF WRITE_BATCH = 64
+
+
+cdef int write_all(int fd, iovec* iov, int count) noexcept nogil:
+    """writev until every byte is in; 0, or the errno of the failure."""
+    cdef ssize_t written
+    while count > 0:
+        written = writev(fd, iov, count)
+        if written < 0:
+            if errno == EINTR:
+                continue
+            return errno if errno else EIO
+        while count > 0 and <size_t>written >= iov[0].iov_len:
+            written -= iov[0].iov_len
+            iov += 1
+            count -= 1
+        if count > 0 and written > 0:
+            iov[0].iov_base = <char*>iov[0].iov_base + written
+            iov[0].iov_len -= written
+    return 0
+
+
 cdef class Assembler:
     cdef public object on_command
-    cdef public object context_ids
+    cdef object _context_ids
+    cdef uint8_t _allowed[256]
     cdef public Py_ssize_t max_dataset_length
     cdef public Py_ssize_t max_buffered_dataset_length
+    cdef public Py_ssize_t pumped
     cdef Py_ssize_t _max_command_length
     cdef Py_ssize_t _received
     cdef int _context_id
@@ -357,6 +396,15 @@ cdef class Assembler:
     cdef Py_ssize_t _dataset_length
     cdef bint _after_no_dataset
     cdef object _error
+    # the file sink of the dataset being received
+    cdef int _fd
+    cdef int _write_error
+    cdef iovec _iov[WRITE_BATCH]
+    cdef int _iov_count
+    cdef dn_sha256* _sha
+    cdef bint _hashing
+    cdef bytearray _head
+    cdef Py_ssize_t _head_length, _head_held
 
     def __init__(self, Py_ssize_t max_command_length=65536):
         if max_command_length < 0:
@@ -365,6 +413,7 @@ cdef class Assembler:
         self.context_ids = None
         self.max_dataset_length = 0
         self.max_buffered_dataset_length = 0
+        self.pumped = 0
         self._max_command_length = max_command_length
         self._received = 0
         self._context_id = -1
@@ -375,6 +424,28 @@ cdef class Assembler:
         self._dataset_length = 0
         self._after_no_dataset = False
         self._error = None
+        self._fd = -1
+        self._write_error = 0
+        self._iov_count = 0
+        self._hashing = False
+        self._head = bytearray()
+        self._head_length = self._head_held = 0
+
+    def __dealloc__(self):
+        if self._sha != NULL:
+            dn_sha256_free(self._sha)
+            self._sha = NULL
+
+    @property
+    def context_ids(self):
+        return self._context_ids
+
+    @context_ids.setter
+    def context_ids(self, value):
+        cdef int i
+        self._context_ids = value
+        for i in range(256):
+            self._allowed[i] = 1 if value is None or i in value else 0
 
     @property
     def in_message(self):
@@ -383,35 +454,72 @@ cdef class Assembler:
     def feed(self, body):
         if self._error is not None:
             raise self._error.with_traceback(None)
+        cdef memoryview view = byte_view(body)
+        cdef const uint8_t[::1] data = view
+        cdef Py_ssize_t size = data.shape[0]
         try:
-            return self._feed(body)
+            if size == 0:
+                raise PDUError("P-DATA-TF without any PDV (PS3.8 9.3.5 requires one or more)")
+            completed = self._pdvs(&data[0], size, view, 0)
+            return completed if completed is not None else []
         except BaseException as error:
             self._error = error
             raise
+        finally:
+            self._flush()
 
-    cdef list _feed(self, object body):
-        cdef memoryview view = byte_view(body)
-        cdef const uint8_t[::1] data = view
-        cdef Py_ssize_t size = data.shape[0], offset = 0, bad = 0, count, start, length
-        cdef uint32_t bad_length = 0
+    def pump(self, PDUReader reader not None):
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        cdef Py_ssize_t start, need
         cdef const uint8_t* p
+        try:
+            while True:
+                if reader._error is not None:
+                    return None
+                try:
+                    reader._check_header()
+                except PDUError:
+                    return None  # the reader is poisoned: next_pdu raises it for Evt19
+                need = reader._need
+                if need == 0 or reader._pdu_type != 4 or reader._end - reader._start < need:
+                    return None
+                start = reader._start
+                reader._start = start + need
+                reader._need = 0
+                self.pumped += 1
+                p = <const uint8_t*>PyByteArray_AS_STRING(reader._buffer)
+                if need == HEADER:
+                    raise PDUError("P-DATA-TF without any PDV (PS3.8 9.3.5 requires one or more)")
+                completed = self._pdvs(p + start + HEADER, need - HEADER, reader._view,
+                                       start + HEADER)
+                if reader._start == reader._end:
+                    reader._start = reader._end = 0  # the bytes stay until the next get_buffer
+                if completed is not None:
+                    return completed
+        except BaseException as error:
+            self._error = error
+            raise
+        finally:
+            self._flush()
+
+    cdef object _pdvs(self, const uint8_t* p, Py_ssize_t size, memoryview view, Py_ssize_t base):
+        """Reassemble the PDVs of one body at p; the messages completed, or None."""
+        cdef Py_ssize_t offset = 0, bad = 0, count, start, length
+        cdef uint32_t bad_length = 0
         cdef int context_id, control
-        cdef list completed = []
-        if size == 0:
-            raise PDUError("P-DATA-TF without any PDV (PS3.8 9.3.5 requires one or more)")
-        p = &data[0]
+        cdef list completed = None
         with nogil:
             count = scan_pdvs(p, size, &bad, &bad_length)
         if count < 0:
             raise pdv_error(size, bad, bad_length)
-        allowed = self.context_ids
         while offset < size:
             length = <Py_ssize_t>be32(p + offset) - 2
             context_id = p[offset + 4]
             control = p[offset + 5]
             start = offset + 6
             offset = start + length
-            if allowed is not None and context_id not in allowed:
+            if not self._allowed[context_id]:
                 raise PDVError(f"PDV on presentation context {context_id}, which is not accepted")
             if length & 1:
                 raise PDVError(
@@ -432,8 +540,11 @@ cdef class Assembler:
             if control & 0x01:
                 message = self._command_fragment(context_id, control, p + start, length)
             else:
-                message = self._dataset_fragment(context_id, control, view, p + start, start, length)
+                message = self._dataset_fragment(context_id, control, view, p + start,
+                                                 base + start, length)
             if message is not None:
+                if completed is None:
+                    completed = []
                 completed.append(message)
         return completed
 
@@ -458,10 +569,29 @@ cdef class Assembler:
             self._after_no_dataset = True
             return context_id, command, None
         self._command = command
-        self._sink = self.on_command(context_id, command) if self.on_command is not None else None
+        sink = self.on_command(context_id, command) if self.on_command is not None else None
+        self._sink = sink
         self._dataset_length = 0
         self._received = 0
+        fileno = getattr(sink, "fileno", None)
+        if fileno is not None:
+            self._open_file(fileno(), getattr(sink, "head_length", 0),
+                            getattr(sink, "wants_digest", False))
         return None
+
+    cdef int _open_file(self, int fd, Py_ssize_t head_length, bint wants_digest) except -1:
+        self._fd = fd
+        self._write_error = 0
+        self._iov_count = 0
+        self._head_length = head_length if head_length > 0 else 0
+        self._head_held = 0
+        self._head = bytearray(self._head_length)
+        self._hashing = False
+        if wants_digest and DN_HAVE_SHA256:
+            if self._sha == NULL:
+                self._sha = dn_sha256_new()
+            self._hashing = self._sha != NULL and dn_sha256_init(self._sha)
+        return 0
 
     cdef object _dataset_fragment(self, int context_id, int control, memoryview view,
                                   const uint8_t* p, Py_ssize_t start, Py_ssize_t length):
@@ -475,7 +605,9 @@ cdef class Assembler:
         limit = self.max_dataset_length if sink is not None else self.max_buffered_dataset_length
         if limit and self._received > limit:
             raise PDVError(f"dataset longer than {limit} bytes")
-        if sink is not None:
+        if self._fd >= 0:
+            self._to_file(p, length)
+        elif sink is not None:
             sink.write(view[start:start + length])
         else:
             need = self._dataset_length + length
@@ -495,10 +627,62 @@ cdef class Assembler:
             self._dataset_length = 0
         else:
             dataset = sink
+            if self._fd >= 0:
+                self._finish_file(sink)
         self._command = None
         self._sink = None
         self._context_id = -1
         return context_id, command, dataset
+
+    cdef int _to_file(self, const uint8_t* p, Py_ssize_t length) except -1:
+        cdef Py_ssize_t take
+        if self._write_error:
+            return 0  # a write failed: the rest of the dataset is dropped
+        if self._head_held < self._head_length:
+            take = min(length, self._head_length - self._head_held)
+            memcpy(PyByteArray_AS_STRING(self._head) + self._head_held, p, take)
+            self._head_held += take
+        if length == 0:
+            return 0
+        self._iov[self._iov_count].iov_base = <void*>p
+        self._iov[self._iov_count].iov_len = length
+        self._iov_count += 1
+        if self._iov_count == WRITE_BATCH:
+            self._flush()
+        return 0
+
+    cdef int _flush(self) except -1:
+        """Hash and write the queued fragments, without the GIL."""
+        cdef int count = self._iov_count, i, failed = 0, fd = self._fd
+        cdef bint hashing = self._hashing
+        cdef dn_sha256* sha = self._sha
+        self._iov_count = 0
+        if count == 0 or self._write_error or fd < 0:
+            return 0
+        with nogil:
+            if hashing:
+                for i in range(count):
+                    dn_sha256_update(sha, self._iov[i].iov_base, self._iov[i].iov_len)
+            failed = write_all(fd, self._iov, count)
+        if failed:
+            self._write_error = failed
+        return 0
+
+    cdef int _finish_file(self, object sink) except -1:
+        cdef unsigned char out[32]
+        cdef bytes digest = b""
+        self._flush()
+        if self._hashing and not self._write_error and dn_sha256_final(self._sha, out):
+            digest = PyBytes_FromStringAndSize(<char*>out, 32)
+        self._hashing = False
+        self._fd = -1
+        if self._head_held < self._head_length:
+            PyByteArray_Resize(self._head, self._head_held)
+        head = bytes(self._head)
+        self._head = bytearray()
+        self._head_length = self._head_held = 0
+        sink.finished(self._received, self._write_error, digest, head)
+        return 0
 
 
 # -- command sets ----------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from dicomnet.core.codec import encode_command, encode_pdu, fragment_message
 from dicomnet.core.pdu import AssociateAC, AssociateRQ, PresentationContextAC, PresentationContextRQ
 from dicomnet.core.ul import ConnectionLimits, Role
 from dicomnet.net.provider import DatasetSink, FileDatasetSink, StoreProvider
+from dicomnet.services.commit import IncomingFile, Publisher
 from dicomnet.services.discard import DiscardStorage
-from dicomnet.services.storage import FolderStorage, StoreSink
+from dicomnet.services.storage import FolderStorage
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "dicomnet"
 
@@ -181,48 +182,43 @@ def test_the_providers_are_store_providers(tmp_path: Path) -> None:
     assert archive.observers is archive.storage.observers
 
 
-def store_sink(folder: Path) -> StoreSink:
-    return StoreSink(
-        folder,
-        b"HEADER",
-        False,
-        "x.part",
-        lambda sink: pytest.fail("not installed here"),
-    )
+def incoming_file(folder: Path) -> IncomingFile:
+    return Publisher(str(folder), fsync=False).create(b"HEADER", 0.0)
 
 
-def test_a_store_sink_takes_direct_writes_to_its_file(tmp_path: Path) -> None:
-    sink = store_sink(tmp_path)
-    sink.write(b"abc")
+def test_an_incoming_file_takes_the_pumps_writes(tmp_path: Path) -> None:
+    sink = incoming_file(tmp_path)
     assert isinstance(sink, FileDatasetSink)
+    assert sink.wants_digest and sink.head_length > 0
     fd = sink.fileno()
     assert fd >= 0
-    os.write(fd, b"defgh")
-    sink.wrote(5)
-    assert sink.size == 8
-    sink._digest()
-    assert sink.sha256 == hashlib.sha256(b"abcdefgh").hexdigest()
-    assert sink.temp_path is not None
-    assert sink.temp_path.read_bytes() == b"HEADERabcdefgh"
+    os.write(fd, b"abcdefgh")  # as the codec's pump writes
+    sink.finished(8, 0, hashlib.sha256(b"abcdefgh").digest(), b"abcdefgh")
+    assert sink.size == 8 and sink.error is None
+    assert sink.sha256() == hashlib.sha256(b"abcdefgh").hexdigest()
+    assert os.pread(fd, 100, 0) == b"HEADERabcdefgh"
     sink.discard()
-    assert not (tmp_path / "x.part").exists()
+    assert sink.closed and list((tmp_path / ".incoming").iterdir()) == []
 
 
-def test_a_failed_direct_write_drops_the_file(tmp_path: Path) -> None:
-    sink = store_sink(tmp_path)
-    sink.failed(OSError(28, "No space left on device"))
-    assert sink.fileno() == -1 and sink.error is not None
-    assert not (tmp_path / "x.part").exists()
+def test_a_failed_pump_write_is_kept_for_a700(tmp_path: Path) -> None:
+    sink = incoming_file(tmp_path)
+    sink.finished(4, 28, b"", b"")  # ENOSPC from the pump
+    assert isinstance(sink.error, OSError) and sink.error.errno == 28
     sink.write(b"more")  # dropped, never raises
-    assert sink.size == 0
-
-
-def test_sinks_that_only_count_are_no_file_sinks() -> None:
-    sink: DatasetSink | None = DiscardStorage().sink(None, 1, {})
-    assert sink is not None and not isinstance(sink, FileDatasetSink)
-    sink.write(b"1234")
+    assert sink.size == 4
     sink.discard()
-    assert sink.size == 4 and sink.committing is False
+
+
+def test_the_discarding_sink_is_a_file_sink_onto_dev_null() -> None:
+    sink: DatasetSink | None = DiscardStorage().sink(None, 1, {})
+    assert isinstance(sink, FileDatasetSink)
+    assert os.path.samefile(f"/proc/self/fd/{sink.fileno()}", os.devnull)
+    assert sink.head_length == 0 and not sink.wants_digest
+    sink.write(b"1234")  # the path of a codec without the pump
+    sink.finished(10, 0, b"", b"")
+    sink.discard()
+    assert sink.size == 10 and sink.committing is False
 
 
 # -- one table of status codes --------------------------------------------------------------

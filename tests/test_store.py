@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,22 @@ def test_bad_instance_uid_is_refused_and_nothing_is_left(tmp_path: Path) -> None
     run(scenario())
     assert [p.name for p in (tmp_path / "archive").iterdir()] == [".incoming"]
     assert not list((tmp_path / "archive" / ".incoming").iterdir())
+    assert not incoming_files(tmp_path / "archive" / ".incoming")  # no descriptor left open
+
+
+def incoming_files(folder: Path) -> list[str]:
+    """Files this process has open in ``folder``: named, or unnamed (O_TMPFILE,
+    which /proc shows as ``folder/#inode (deleted)``) with data written."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+            size = os.fstat(int(fd.name)).st_size
+        except OSError:
+            continue
+        if target.startswith(f"{folder}/") and size > 0:
+            found.append(target)
+    return found
 
 
 def test_duplicate_keeps_the_first_copy(tmp_path: Path) -> None:
@@ -247,10 +264,10 @@ def test_aborted_mid_dataset_leaves_no_file(tmp_path: Path) -> None:
             part_seen = False
             for _ in range(500):
                 await asyncio.sleep(0.01)
-                if list((tmp_path / "archive" / ".incoming").glob("*.part")):
+                if incoming_files(tmp_path / "archive" / ".incoming"):
                     part_seen = True
                     break
-            assert part_seen, "the listener should be writing the dataset to a temporary file"
+            assert part_seen, "the listener should be writing the dataset to an incoming file"
             transport.abort()
             for _ in range(500):
                 if listener.association_count == 0:
@@ -261,3 +278,4 @@ def test_aborted_mid_dataset_leaves_no_file(tmp_path: Path) -> None:
     run(scenario())
     assert [p.name for p in (tmp_path / "archive").iterdir()] == [".incoming"]
     assert not list((tmp_path / "archive" / ".incoming").iterdir())
+    assert not incoming_files(tmp_path / "archive" / ".incoming")  # no descriptor left open

@@ -131,8 +131,8 @@ class Archive:
         ).attach(listener)
 
     async def close(self) -> None:
-        """Release the storage's prefetched temporary files and the index connection;
-        call once the listener has stopped, so no commit is cut short."""
+        """Finish every store under way (file and row), then close."""
+        await self.storage.drain()
         self.storage.close()
         await self.index.close()
 

@@ -153,6 +153,8 @@ def entry_from_file(
 
 
 INSERT_ATTEMPTS = 3
+KNOWN_SERIES = 10_000
+"""Series remembered as indexed (their parent rows are not written again); then forgotten."""
 RETRYABLE = frozenset({"40001", "40P01"})
 """PostgreSQL serialization failure and deadlock: the transaction is tried again."""
 
@@ -202,6 +204,8 @@ class ArchiveIndex:
         self._flushing = False
         self.transactions = 0
         """Committed transactions, for tests and metrics (group commit shows as fewer)."""
+        self._known_series: set[str] = set()
+        """Series whose patient, study and series rows this index committed (index thread)."""
 
     # -- the worker thread ---------------------------------------------------------------
     def _connect(self) -> Database:
@@ -282,42 +286,87 @@ class ArchiveIndex:
                     return
             entries: list[tuple[IndexEntry, bool]] = []
             waiting: list[asyncio.Future[str | None]] = []
+            outcomes: list[tuple[asyncio.Future[str | None], str | None, BaseException | None]]
+            outcomes = []
             for item, replace, done in batch:
                 try:
                     entries.append((item if isinstance(item, IndexEntry) else item(), replace))
                     waiting.append(done)
                 except Exception as exc:  # an unreadable file fails alone
-                    loop.call_soon_threadsafe(_settle, done, None, exc)
+                    outcomes.append((done, None, exc))
             try:
                 previous = self._insert(entries) if entries else []
             except Exception as exc:  # sqlite3, psycopg and OS errors alike
-                for done in waiting:
-                    loop.call_soon_threadsafe(_settle, done, None, exc)
-                continue
-            for done, path in zip(waiting, previous, strict=True):
-                loop.call_soon_threadsafe(_settle, done, path, None)
+                outcomes.extend((done, None, exc) for done in waiting)
+            else:
+                settled = zip(waiting, previous, strict=True)
+                outcomes.extend((done, path, None) for done, path in settled)
+            # one wake-up of the event loop per transaction, not one per row
+            loop.call_soon_threadsafe(_settle_all, outcomes)
 
     def _insert(self, entries: list[tuple[IndexEntry, bool]]) -> list[str | None]:
         db = self._connect()
         for attempt in range(INSERT_ATTEMPTS):
+            added: set[str] = set()
             db.begin()
             try:
-                previous = [self._insert_one(db, entry, replace) for entry, replace in entries]
+                previous = [self._insert_one(db, e, replace, added) for e, replace in entries]
                 db.commit()
             except Exception as exc:
                 db.rollback()
+                if self._known_series:
+                    # a series remembered may have been deleted meanwhile: the full path again
+                    self._known_series.clear()
+                    if attempt + 1 < INSERT_ATTEMPTS:
+                        continue
                 # Listeners sharing a PostgreSQL index may deadlock on one patient.
                 if getattr(exc, "sqlstate", None) in RETRYABLE and attempt + 1 < INSERT_ATTEMPTS:
                     continue
                 raise
             self.transactions += 1
+            if len(self._known_series) > KNOWN_SERIES:
+                self._known_series.clear()
+            self._known_series |= added
             return previous
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _insert_one(db: Database, entry: IndexEntry, replace: bool) -> str | None:
+    def _insert_one(
+        self, db: Database, entry: IndexEntry, replace: bool, added: set[str]
+    ) -> str | None:
         a = entry.attributes
         charset = a.get(CHARSET, "")
+        series_uid = a["SeriesInstanceUID"]
+        if replace or series_uid not in self._known_series:
+            self._insert_parents(db, a, replace, charset)
+            added.add(series_uid)
+        values = (
+            series_uid, a["SOPClassUID"], a["InstanceNumber"], entry.path,
+            entry.size, entry.transfer_syntax, entry.sha256, entry.stored_at,
+            entry.source_ae_title, charset, a["SOPInstanceUID"],
+        )  # fmt: skip
+        inserted = db.execute(
+            "INSERT INTO instances (series_uid, sop_class_uid, instance_number, path, size,"
+            " transfer_syntax, sha256, stored_at, source_ae_title, charset, sop_instance_uid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sop_instance_uid) DO NOTHING",
+            values,
+        )
+        if inserted.rowcount == 1:
+            return None
+        row = db.execute(
+            "SELECT path FROM instances WHERE sop_instance_uid = ?", (a["SOPInstanceUID"],)
+        ).fetchone()
+        if replace:
+            db.execute(
+                "UPDATE instances SET series_uid = ?, sop_class_uid = ?, instance_number = ?,"
+                " path = ?, size = ?, transfer_syntax = ?, sha256 = ?, stored_at = ?,"
+                " source_ae_title = ?, charset = ? WHERE sop_instance_uid = ?",
+                values,
+            )
+        return str(row[0])
+
+    @staticmethod
+    def _insert_parents(db: Database, a: dict[str, str], replace: bool, charset: str) -> None:
+        """The patient, study and series rows of an instance (kept, or updated under replace)."""
         db.execute(
             "INSERT INTO patients (patient_id, patient_name, birth_date, sex, charset)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (patient_id, patient_name) DO NOTHING",
@@ -347,30 +396,6 @@ class ArchiveIndex:
                 a["SeriesNumber"], a["SeriesDescription"], a["BodyPartExamined"], charset,
             ),
         )  # fmt: skip
-        row = db.execute(
-            "SELECT path FROM instances WHERE sop_instance_uid = ?", (a["SOPInstanceUID"],)
-        ).fetchone()
-        values = (
-            a["SeriesInstanceUID"], a["SOPClassUID"], a["InstanceNumber"], entry.path,
-            entry.size, entry.transfer_syntax, entry.sha256, entry.stored_at,
-            entry.source_ae_title, charset, a["SOPInstanceUID"],
-        )  # fmt: skip
-        if row is None:
-            db.execute(
-                "INSERT INTO instances (series_uid, sop_class_uid, instance_number, path, size,"
-                " transfer_syntax, sha256, stored_at, source_ae_title, charset, sop_instance_uid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            return None
-        if replace:
-            db.execute(
-                "UPDATE instances SET series_uid = ?, sop_class_uid = ?, instance_number = ?,"
-                " path = ?, size = ?, transfer_syntax = ?, sha256 = ?, stored_at = ?,"
-                " source_ae_title = ?, charset = ? WHERE sop_instance_uid = ?",
-                values,
-            )
-        return str(row[0])
 
     # -- reading -------------------------------------------------------------------------
     async def find(self, level: str, keys: dict[str, tuple[str, str]]) -> list[dict[str, str]]:
@@ -514,6 +539,13 @@ class ArchiveIndex:
     def _instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
         image_keys = {k: v for k, v in keys.items() if k not in COMPUTED}
         return [row["_path"] for row in self._find("IMAGE", image_keys)]
+
+
+def _settle_all(
+    outcomes: list[tuple[asyncio.Future[str | None], str | None, BaseException | None]],
+) -> None:
+    for done, result, error in outcomes:
+        _settle(done, result, error)
 
 
 def _settle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn
@@ -13,7 +14,11 @@ __all__ = ["BYTE_SIZE", "ByteSize", "fail", "run", "size_text"]
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run on uvloop when it is installed (``dicomnet[speed]``), else asyncio."""
+    """Run on uvloop where it is installed (a dependency on CPython outside
+    Windows), else on asyncio's own loop; ``DICOMNET_NO_UVLOOP=1`` forces the
+    latter, which stays the tested fallback."""
+    if os.environ.get("DICOMNET_NO_UVLOOP", "") == "1":
+        return asyncio.run(coroutine)
     try:
         import uvloop
     except ImportError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from dataclasses import fields
@@ -39,6 +40,36 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     ctx.meta["dicomnet.config_file"] = value  # read again on SIGHUP (dicomnet.cli.site)
 
 
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class WorkerCount(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """1-256, or ``auto`` (0 here; one per CPU once the options are read)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return 0
+        try:
+            count = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor auto", param, ctx)
+        if not 1 <= count <= 256:
+            self.fail(f"{count} is not in 1-256", param, ctx)
+        return count
+
+
+WORKERS = WorkerCount()
 @click.command()
 @click.option(
     "--config",
@@ -219,10 +250,10 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--require-client-cert", is_flag=True, help="Refuse TLS peers without a certificate.")
 @click.option(
     "--workers",
-    default=DEFAULTS.workers,
+    default=str(DEFAULTS.workers),
     show_default=True,
-    type=click.IntRange(1, 256),
-    help="Processes serving the port together (SO_REUSEPORT).",
+    type=WORKERS,
+    help="Processes serving the port together (SO_REUSEPORT); auto = one per CPU.",
 )
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
 @click.option(
@@ -275,6 +306,8 @@ def listen(**options: Any) -> None:
         options["forward"] = parse_ae_table(options["forward"], "--forward")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if options.get("workers") == 0:  # auto
+        options["workers"] = available_cpus()
     known = {f.name for f in fields(ServiceConfig)}
     options["config_file"] = click.get_current_context().meta.get("dicomnet.config_file")
     config = ServiceConfig(**{k: v for k, v in options.items() if k in known})

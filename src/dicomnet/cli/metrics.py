@@ -68,6 +68,13 @@ class ListenerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.read_only = Gauge(
+            "dicomnet_archive_read_only",
+            "1 while the storage folder refuses writes (EROFS), else 0.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self._storage: Any = None
         self.store_failures = Counter(
             "dicomnet_store_failures",
             "C-STORE requests answered with a failure status, by status.",
@@ -95,6 +102,7 @@ class ListenerMetrics:
         """Observe ``listener``'s associations and ``storage``'s C-STOREs."""
         listener.observers.append(self)
         storage.observers.append(self)
+        self._storage = storage
 
     # -- listener observer ---------------------------------------------------------------
     def association_accepted(self, association: Any) -> None:
@@ -132,6 +140,7 @@ class ListenerMetrics:
             self.bytes_stored.inc(event.bytes)
         else:
             self.store_failures.labels(f"0x{event.status:04X}").inc()
+        self.read_only.set(1 if getattr(self._storage, "read_only", False) else 0)
 
 
 def serve_metrics(port: int, host: str, registry: CollectorRegistry) -> Any:

@@ -14,6 +14,7 @@ from types import ModuleType
 
 __all__ = [
     "IMPLEMENTATION",
+    "PUMP_DIGEST",
     "Assembler",
     "PDUReader",
     "decode_command",
@@ -38,6 +39,9 @@ def _load() -> tuple[ModuleType, str]:
 
 _impl, IMPLEMENTATION = _load()
 
+PUMP_DIGEST: bool = _impl.PUMP_DIGEST
+"""Whether this codec's pump hashes a file sink's dataset while writing it (the
+compiled one needs OpenSSL's libcrypto at build time)."""
 PDUReader = _impl.PDUReader
 Assembler = _impl.Assembler
 parse_pdata = _impl.parse_pdata

@@ -28,7 +28,11 @@ the connection is made with ``messages=True``: then it owns the codec's
 :class:`~dicomnet.core.codec.Assembler`, built from its one frozen
 :class:`ConnectionLimits`, and every complete DIMSE message is a
 :class:`MessageReceived` event; PDVs that break PS3.8 Annex E or PS3.7 are
-an invalid PDU (Evt19). A transport then only forwards events.
+an invalid PDU (Evt19). A transport then only forwards events. In the states
+where Table 9-10 makes a P-DATA-TF an indication (Sta6, Sta7) the assembler's
+pump takes every whole P-DATA-TF of the receive buffer in one call, writing
+file sinks' fragments itself; any other PDU stays in the reader and goes
+through the table as before.
 
 Each event is looked up in :data:`TRANSITIONS`, a transcription of PS3.8
 Table 9-10 in :mod:`dicomnet.core.ul_table` (re-exported here with the
@@ -267,6 +271,10 @@ DEFAULT_MAX_COMMAND_LENGTH: Final = 65536
 DatasetSinkFactory: TypeAlias = Callable[[int, dict[int, Any]], Any]
 """``factory(context_id, command)``: a sink (an object with ``write(fragment)``)
 for the dataset the command set announces, or None to collect it in memory."""
+
+
+_PUMP_STATES: Final = frozenset({State.STA6, State.STA7})
+"""Where Table 9-10 makes a P-DATA-TF an indication (DT-2, AR-6) and keeps the state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +643,10 @@ class Connection:
                 return self._events.pop(0)
             if not self._reading:
                 return None
+            if self._assembler is not None and self.state in _PUMP_STATES:
+                event = self._pump()
+                if event is not None:
+                    return event
             try:
                 item = self._reader.next_pdu()
             except ProtocolError as exc:
@@ -668,6 +680,29 @@ class Connection:
         return data
 
     # -- machinery ------------------------------------------------------------------------
+
+    def _pump(self) -> Event | None:
+        """Every whole P-DATA-TF at the head of the reader through the assembler,
+        up to the first completed message (its event; the others queued); Evt19
+        if the PDVs are invalid. DT-2 and AR-6 leave the state as it is, so
+        PDUs taken here skip nothing of the table."""
+        assembler = self._assembler
+        assert assembler is not None
+        before = assembler.pumped
+        try:
+            messages = assembler.pump(self._reader)
+        except ProtocolError as exc:
+            self.pdus_received += assembler.pumped - before
+            return self._peer(Evt.EVT19, exc)
+        except Exception as exc:  # a sink that broke its promise never to raise
+            self.pdus_received += assembler.pumped - before
+            return self._peer(Evt.EVT19, ProtocolError(f"dataset sink failed: {exc}"))
+        self.pdus_received += assembler.pumped - before
+        if not messages:
+            return None
+        events = [MessageReceived(*message) for message in messages]
+        self._events.extend(events[1:])
+        return events[0]
 
     def _assemble(self, body: memoryview) -> Event | None:
         """Feed a P-DATA indication's PDVs to the assembler: the first complete

@@ -311,9 +311,30 @@ class ServerAssociation(Association):
             listener.notify("association_accepted", self)
 
     async def _release_when_idle(self) -> None:
+        """Answer an A-RELEASE-RQ once every operation under way has answered.
+
+        PS3.8 lets the acceptor send its pending responses before the
+        A-RELEASE-RP. The wait is each operation's own bound
+        (``limits.dimse_timeout``), not ARTIM; past it the association is
+        aborted instead of released: an RP would say that all is done.
+        """
         tasks = list(self._handler_tasks)
         if tasks:
-            await asyncio.wait(tasks, timeout=self.listener.limits.artim_timeout)
+            bound = self.listener.limits.dimse_timeout or None
+            _, pending = await asyncio.wait(tasks, timeout=bound)
+            if pending:
+                log.warning(
+                    "association %d with %s: release requested while %d operations were "
+                    "still under way after %s s: aborting",
+                    self.number,
+                    self.peer,
+                    len(pending),
+                    bound,
+                )
+                protocol = self.protocol
+                if protocol is not None:
+                    protocol.abort()
+                return
         protocol = self.protocol
         if protocol is not None:
             protocol.release_response()

@@ -28,11 +28,13 @@ Exactly one party disposes of a sink's contents:
 A receive pump that writes straight to a file
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 :class:`FileDatasetSink` is the optional extension for a sink backed by one
-open file: a pump may write a dataset's fragments to :meth:`~FileDatasetSink.fileno`
-itself, without the Python ``write`` call per fragment, and then reports the
-bytes with :meth:`~FileDatasetSink.wrote` (or the error with
-:meth:`~FileDatasetSink.failed`). A sink that does not offer it, or whose
-``fileno()`` is -1, is written through :meth:`DatasetSink.write`.
+open file: the codec's data-phase pump (``Assembler.pump``) writes a
+dataset's fragments to :meth:`~FileDatasetSink.fileno` itself, straight from
+the receive buffer, with no Python call or object per fragment, hashes them
+on the way when the sink asks for it, keeps the dataset's first
+``head_length`` bytes, and reports once, when the last fragment is in, with
+:meth:`~FileDatasetSink.finished`. A sink without ``fileno`` is written
+through :meth:`DatasetSink.write`.
 """
 
 from __future__ import annotations
@@ -90,24 +92,34 @@ class DatasetSink(Protocol):
 
 @runtime_checkable
 class FileDatasetSink(DatasetSink, Protocol):
-    """A :class:`DatasetSink` backed by one open file a receive pump may write to.
+    """A :class:`DatasetSink` backed by one open file the codec's pump writes.
 
     The pump writes each fragment to :meth:`fileno` at the file's current
-    offset (``os.write``, never ``pwrite``: the sink wrote a header before
-    the dataset) and reports it with :meth:`wrote`; the sink's own
-    :meth:`~DatasetSink.write` and the pump must not both be used for one
-    dataset.
+    offset (``write``/``writev``, never ``pwrite``: the sink wrote a header
+    before the dataset), so the sink's own :meth:`~DatasetSink.write` is not
+    called for that dataset. A failed write never raises: its errno reaches
+    :meth:`finished` and the rest of the dataset is dropped.
+
+    Attributes
+    ----------
+    head_length : int
+        Bytes of the dataset's start the pump keeps in memory for
+        :meth:`finished` (to read the header without reopening the file).
+    wants_digest : bool
+        The pump computes the dataset's SHA-256 while it writes it
+        (``dicomnet.core.codec.PUMP_DIGEST`` says whether this codec can).
     """
 
+    head_length: int
+    wants_digest: bool
+
     def fileno(self) -> int:
-        """The file descriptor the next dataset byte goes to, or -1 when the
-        sink cannot take direct writes (failed, discarded, or committing)."""
+        """The file descriptor the dataset goes to, positioned after the header."""
 
-    def wrote(self, nbytes: int) -> None:
-        """Count ``nbytes`` the pump wrote to :meth:`fileno`."""
-
-    def failed(self, error: OSError) -> None:
-        """A direct write failed: record it, drop the file; the handler answers A700."""
+    def finished(self, size: int, error: int, digest: bytes, head: bytes) -> None:
+        """The last fragment is in: ``size`` dataset bytes received, ``error``
+        the errno of the first failed write (0: all written), ``digest`` the
+        SHA-256 (``b""`` if not computed), ``head`` the first bytes. Must not raise."""
 
 
 SinkFactory = Callable[[Any, int, dict[int, Any]], DatasetSink | None]

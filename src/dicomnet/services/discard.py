@@ -6,7 +6,9 @@ ingestion without the disk, for benchmarks and for testing a sender.
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +21,29 @@ __all__ = ["DiscardStorage"]
 
 
 class _NullSink:
-    """Counts the bytes of one dataset and drops them."""
+    """Counts the bytes of one dataset and drops them.
 
-    __slots__ = ("committing", "size", "started")
+    A file sink onto ``/dev/null``: the codec's pump "writes" the fragments
+    there in one ``writev`` per receive buffer, which the kernel drops
+    without copying, instead of a Python call per fragment.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_owner", "committing", "size", "started")
+
+    head_length = 0
+    wants_digest = False
+
+    def __init__(self, owner: DiscardStorage) -> None:
+        self._owner = owner  # keeps its /dev/null descriptor open while the sink lives
         self.size = 0
         self.started = time.monotonic()
         self.committing = False
+
+    def fileno(self) -> int:
+        return self._owner.null
+
+    def finished(self, size: int, error: int, digest: bytes, head: bytes) -> None:
+        self.size = size
 
     def write(self, fragment: Any) -> None:
         self.size += len(fragment)
@@ -56,6 +73,9 @@ class DiscardStorage:
     """
 
     def __init__(self) -> None:
+        self.null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        """Where the pump sends what it receives (closed with the storage)."""
+        weakref.finalize(self, os.close, self.null)
         self.instances = 0
         self.bytes = 0
         self.observers: list[StoreObserver] = []
@@ -76,7 +96,7 @@ class DiscardStorage:
         self, association: Any, context_id: int, command: dict[int, Any]
     ) -> DatasetSink | None:
         """A sink that only counts, for every dataset."""
-        return _NullSink()
+        return _NullSink(self)
 
     async def handle(self, request: IncomingRequest) -> int:
         """Answer Success for a discarded instance, after telling the observers."""
