@@ -35,6 +35,7 @@ from dicomnet.errors import (
 if TYPE_CHECKING:
     from dicomnet.archive.archive import Archive
     from dicomnet.archive.maintenance import reindex, verify
+    from dicomnet.archive.stable import StableStudies, StudyStable
     from dicomnet.core.dimse import CommandField, Priority
     from dicomnet.core.status import StatusClass, describe_status, status_class
     from dicomnet.core.uids import (
@@ -131,6 +132,8 @@ _LAZY: dict[str, str] = {
     "WorklistProvider": "dicomnet.services.worklist",
     # the archive
     "Archive": "dicomnet.archive.archive",
+    "StableStudies": "dicomnet.archive.stable",
+    "StudyStable": "dicomnet.archive.stable",
     "verify": "dicomnet.archive.maintenance",
     "reindex": "dicomnet.archive.maintenance",
     # DIMSE vocabulary: command fields, priorities, statuses, UIDs
@@ -206,11 +209,13 @@ __all__ = [
     "RequestTimeout",
     "RequestTimeouts",
     "ServerAssociation",
+    "StableStudies",
     "StatusClass",
     "StoreEvent",
     "StoreObserver",
     "StoreProvider",
     "StoredInstance",
+    "StudyStable",
     "SubOperations",
     "UnexpectedPDU",
     "UnrecognizedPDU",
