@@ -65,6 +65,7 @@ class StudyStable:
     patient_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The event as its ``study_stable`` line of the JSONL event log."""
         return {
             "event": "study_stable",
             "time": _iso(time.time()),
@@ -213,6 +214,7 @@ class StableStudies:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        """Stop watching; a study not yet reported is found again from the index next start."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
