@@ -16,6 +16,8 @@ libcrypto and hashes each dataset while it writes it; elsewhere the storage
 hashes the written file instead (``DICOMNET_OPENSSL=0`` forces that).
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import sysconfig
@@ -58,7 +60,10 @@ if not pure:
     ext_modules = cythonize(
         [
             Extension(
-                "dicomnet.core._pdu", ["src/_pdu.pyx"], depends=["src/_pdu_digest.h"], **options
+                "dicomnet.core._pdu",
+                ["src/_pdu.pyx"],
+                depends=["src/_pdu_digest.h", "src/_pdu_writev.h"],
+                **options,
             )
         ],
         compiler_directives={

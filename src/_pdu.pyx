@@ -6,7 +6,6 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.errno cimport EINTR, EIO, errno
 from libc.string cimport memcpy, memmove
-from posix.uio cimport iovec, writev
 
 from dicomnet.core._command_tags import COMMAND_TAGS
 from dicomnet.errors import CommandSetError, PDUError, PDUTooLarge, PDVError, UnrecognizedPDU
@@ -345,6 +344,12 @@ cdef void fragment_into(list buffers, int context_id, memoryview data, int contr
 
 # -- reassembly ------------------------------------------------------------------------------
 
+cdef extern from "_pdu_writev.h":
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+    long long dn_writev(int fd, const iovec* iov, int count) nogil
+
 cdef extern from "_pdu_digest.h":
     ctypedef struct dn_sha256:
         pass
@@ -362,9 +367,9 @@ DEF WRITE_BATCH = 64
 
 cdef int write_all(int fd, iovec* iov, int count) noexcept nogil:
     """writev until every byte is in; 0, or the errno of the failure."""
-    cdef ssize_t written
+    cdef long long written
     while count > 0:
-        written = writev(fd, iov, count)
+        written = dn_writev(fd, iov, count)
         if written < 0:
             if errno == EINTR:
                 continue
