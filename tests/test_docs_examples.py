@@ -341,6 +341,7 @@ def run_in_namespace(blocks: list[Block], tmp_path: Path) -> subprocess.Complete
 
 @pytest.mark.interop
 @pytest.mark.timeout(900)
+@pytest.mark.slow  # the examples test the docs, not the codec: the compiled pass runs them
 @pytest.mark.parametrize(
     "document", documents(), ids=lambda path: str(path.relative_to(ROOT))
 )
