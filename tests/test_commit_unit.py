@@ -181,7 +181,8 @@ def test_sigterm_during_commit_finishes_the_unit(tmp_path: Path) -> None:
     dataset = template(2048)
     for attempt in range(3):
         archive = tmp_path / f"archive{attempt}"
-        process, port = start_listener(archive)
+        # the peer never releases: the shutdown aborts it after 2 s, not the default 30
+        process, port = start_listener(archive, "--shutdown-timeout", "2")
 
         async def send_then_term(
             port: int = port, attempt: int = attempt, process: subprocess.Popen[str] = process
