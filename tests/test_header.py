@@ -274,3 +274,22 @@ def test_strict_reader_of_a_stored_file_past_any_window(tmp_path: Path) -> None:
     path.write_bytes(meta + encode_dataset(private, EXPLICIT))
     with pytest.raises(UnreadableDataset, match="encoding is unknown"):
         read_stored_attributes(path, TAGS)
+
+
+@pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT, BIG])
+def test_head_reader_agrees_with_the_file_reader_or_asks_for_the_file(syntax: str) -> None:
+    from dicomnet.dataset.attributes import UnreadableDataset, read_head_attributes
+
+    ds = with_sequences(ct_dataset(3), undefined=True)
+    data = encode_dataset(ds, syntax)
+    assert read_head_attributes(data, syntax, TAGS, whole=True) == expected(ds)
+    # a head cut between two elements before the last wanted tag: the file must say
+    cut = data[: data.index(b"HEAD^NECK")]
+    assert read_head_attributes(cut, syntax, TAGS, whole=False) is None
+    # the same bytes as a whole dataset: it ends inside an element, refused
+    with pytest.raises(UnreadableDataset):
+        read_head_attributes(cut, syntax, TAGS, whole=True)
+    # what breaks PS3.5 is refused from the head, without the file
+    with pytest.raises(UnreadableDataset, match="File Meta group"):
+        read_head_attributes(element(0x0002, 0x0010, b"1.2\0") + data, IMPLICIT, TAGS, whole=False)
+    assert read_head_attributes(data, "1.2.840.10008.1.2.1.99", TAGS, whole=True) is None

@@ -522,6 +522,32 @@ _TEXT_DELIMITERS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 """Where ISO 2022 text returns to the first character set (PS3.5 6.1.2.5.3)."""
 
 
+def read_head_attributes(
+    head: Any, transfer_syntax: str, wanted: dict[int, str], *, whole: bool
+) -> dict[str, str] | None:
+    """The ``wanted`` attributes from a dataset's first bytes, read strictly; None
+    when they may lie beyond ``head``.
+
+    What a storage SCP calls with the bytes the codec kept in memory while it
+    wrote them, so that checking an instance costs no file system call:
+    ``whole`` says ``head`` is the entire dataset. The walk and its errors are
+    :func:`read_dataset_attributes`'s; a deflated syntax always answers None
+    (its head is compressed).
+    """
+    if transfer_syntax == DEFLATED_SYNTAX:
+        return None
+    implicit, little = dataset_encoding(transfer_syntax)
+    try:
+        charset, found, passed = _walk(head, 0, implicit, _LE if little else _BE, wanted)
+    except _NeedMore as short:
+        if whole:
+            raise UnreadableDataset(str(short)) from None
+        return None
+    if passed or whole:
+        return _decode(charset, found, wanted)
+    return None
+
+
 def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str]) -> dict[str, str]:
     """The ``wanted`` attributes of a file a storage SCP wrote, its dataset read strictly.
 

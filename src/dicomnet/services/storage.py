@@ -9,8 +9,8 @@ from the command set and the presentation context. The codec's pump then
 writes each dataset fragment into it straight from the receive buffer, hashing
 it on the way, so a 2 GB dataset never sits in memory and is hashed once.
 When the last fragment arrives, :meth:`FolderStorage.store` walks the
-dataset's start strictly (from the page cache, through the open descriptor)
-for its UIDs and indexed attributes, and publishes the file under its final
+dataset's start strictly for its UIDs and indexed attributes (the first bytes
+the codec kept in memory; the file's page-cache pages when they lie further), and publishes the file under its final
 name in the order of
 ``shared/durability.md`` (:class:`dicomnet.services.commit.Publisher`): under
 fsync, data synced, name linked, folder synced, group-committed across
@@ -49,7 +49,11 @@ from dicomnet.core.status import (
     WARNING,
 )
 from dicomnet.core.uids import is_valid_uid
-from dicomnet.dataset.attributes import UnreadableDataset, read_stored_attributes
+from dicomnet.dataset.attributes import (
+    UnreadableDataset,
+    read_head_attributes,
+    read_stored_attributes,
+)
 from dicomnet.dataset.part10 import encode_file_meta
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.provider import DatasetSink, StoreObserver
@@ -353,10 +357,10 @@ class FolderStorage:
         wanted = self.attribute_tags if self.layout == "study" else _IDENTITY_TAGS
         if request.transfer_syntax == DEFLATED_SYNTAX:
             attributes = await asyncio.get_running_loop().run_in_executor(
-                None, self._attributes, sink, wanted
+                None, self._attributes, sink, wanted, request.transfer_syntax
             )
         else:
-            attributes = self._attributes(sink, wanted)
+            attributes = self._attributes(sink, wanted, request.transfer_syntax)
         if attributes.get("SOPInstanceUID", "") != uid:
             reason = "the dataset's SOP Instance UID is not the command's"
             raise Rejected(CANNOT_UNDERSTAND, reason)
@@ -399,9 +403,17 @@ class FolderStorage:
             self.stored.append(record)
         return record
 
-    def _attributes(self, sink: IncomingFile, wanted: dict[int, str]) -> dict[str, str]:
-        """The ``wanted`` attributes of the written dataset, read strictly."""
+    def _attributes(
+        self, sink: IncomingFile, wanted: dict[int, str], syntax: str
+    ) -> dict[str, str]:
+        """The ``wanted`` attributes of the written dataset, read strictly: from the
+        head the codec kept in memory, else from the file's page-cache pages."""
         try:
+            found = read_head_attributes(
+                sink.head, syntax, wanted, whole=len(sink.head) >= sink.size
+            )
+            if found is not None:
+                return found
             return read_stored_attributes(f"/proc/self/fd/{sink.fileno()}", wanted)
         except UnreadableDataset as exc:
             raise Rejected(CANNOT_UNDERSTAND, f"dataset unreadable: {exc}") from exc
