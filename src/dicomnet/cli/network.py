@@ -37,8 +37,6 @@ from dicomnet.core.uids import (
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     is_valid_uid,
 )
-from dicomnet.net.client import AssociationTimeouts
-from dicomnet.net.requests import RequestTimeouts
 
 __all__ = [
     "TRANSFER_SYNTAX_NAMES",
@@ -202,6 +200,10 @@ def connection_kwargs(options: dict[str, Any], default_dimse: float = 60.0) -> d
     stand for (``timeouts``, ``association_timeouts``, ``user_identity``)
     and, under ``"propose"``, the transfer syntaxes (None: the command's own).
     """
+    # imported here: the network layer is not needed to build the commands
+    from dicomnet.net.client import AssociationTimeouts
+    from dicomnet.net.requests import RequestTimeouts
+
     every = options.pop("timeout", None)
     connect = _first(options.pop("connect_timeout", None), every, 30.0)
     acse = _first(options.pop("acse_timeout", None), every, 30.0)

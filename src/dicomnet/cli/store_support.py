@@ -90,6 +90,11 @@ class Report:
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self._stream: IO[str] | None = open(path, "w", encoding="utf-8") if path else None
 
+    @property
+    def active(self) -> bool:
+        """Whether a report file is being written (else per-file work is skipped)."""
+        return self._stream is not None
+
     def write(
         self,
         path: Path,
