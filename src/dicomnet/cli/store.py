@@ -113,32 +113,40 @@ def store(
     elif report.active:
         progress = report.job
 
-    async def send() -> Any:
-        return await store_files(
-            host,
-            port,
-            jobs,
-            associations=associations,
-            window=window,
-            max_pdu_length=max_pdu,
-            retries=retries,
-            progress=progress,
-            allow_lossy=allow_lossy,
-            conversion_processes=conversion_processes,
-            called_ae_title=aec,
-            calling_ae_title=aet,
-            ssl=context,
-            **network,
+    results: list[Any] = []
+
+    async def send() -> None:
+        # kept out of the task's result: asyncio.run on 3.11 may repr the task,
+        # and with it every job of the outcome
+        results.append(
+            await store_files(
+                host,
+                port,
+                jobs,
+                associations=associations,
+                window=window,
+                max_pdu_length=max_pdu,
+                retries=retries,
+                progress=progress,
+                allow_lossy=allow_lossy,
+                conversion_processes=conversion_processes,
+                called_ae_title=aec,
+                calling_ae_title=aet,
+                ssl=context,
+                **network,
+            )
         )
 
     try:
         if bar is not None:
             with bar:
-                outcome = run(send()) if jobs else None
-        else:
-            outcome = run(send()) if jobs else None
+                if jobs:
+                    run(send())
+        elif jobs:
+            run(send())
     finally:
         report.close()
+    outcome = results[0] if results else None
     elapsed = time.perf_counter() - start
     failed = list(unreadable) + (list(outcome.failed) if outcome is not None else [])
     succeeded = len(outcome.succeeded) if outcome is not None else 0

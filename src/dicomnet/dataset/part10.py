@@ -13,11 +13,18 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from dicomnet.core.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["FileMeta", "Part10Error", "encode_file_meta", "parse_file_meta", "read_file_meta"]
+__all__ = [
+    "FileMeta",
+    "Part10Error",
+    "Readable",
+    "encode_file_meta",
+    "parse_file_meta",
+    "read_file_meta",
+]
 
 PREAMBLE = bytes(128) + b"DICM"
 
@@ -119,38 +126,39 @@ def read_file_meta(stream: BinaryIO) -> FileMeta:
     return meta
 
 
-def parse_file_meta(head: bytes, stream: BinaryIO | None = None) -> FileMeta:
+class Readable(Protocol):
+    """What :func:`parse_file_meta` reads the rest of a long meta group from."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def parse_file_meta(head: bytes, stream: Readable | None = None) -> FileMeta:
     """The File Meta group at the start of ``head`` (the first bytes of a file).
 
     When the group runs past ``head``, the rest is read from ``stream``, which
     must then be positioned right after ``head``; without a stream that is a
     :class:`Part10Error`. The stream's position afterwards is unspecified.
+    A sender reads every file's meta group before it sends (to know what to
+    propose), so this walks the few elements with no copy of ``head``.
     """
     if len(head) < 132 or head[128:132] != b"DICM":
         raise Part10Error("no DICM prefix at offset 128: not a Part 10 file")
-    buffer = bytearray(head)
-
-    def need(end: int) -> None:
-        """Make ``buffer`` hold at least ``end`` bytes, or raise truncated."""
-        if end <= len(buffer):
-            return
-        if stream is not None:
-            buffer.extend(stream.read(max(end - len(buffer), FIRST_READ)))
-        if end > len(buffer):
-            raise Part10Error("file meta information is truncated")
-
+    buffer: bytes | bytearray = head
+    unpack_header = _HEADER.unpack_from
     values: dict[int, bytes] = {}
     offset = 132
     end: int | None = None
     while end is None or offset < end:
-        need(offset + 8)
-        group, element, vr = _HEADER.unpack_from(buffer, offset)
+        if offset + 12 > len(buffer):
+            buffer = _more(buffer, offset + 8, stream)
+        group, element, vr = unpack_header(buffer, offset)
         if group != 0x0002:
             if end is None:
                 raise Part10Error("file meta information has no group length")
             break
         if vr in _LONG_VRS:
-            need(offset + 12)
+            if offset + 12 > len(buffer):
+                buffer = _more(buffer, offset + 12, stream)
             (length,) = _LONG_LENGTH.unpack_from(buffer, offset + 6)
             offset += 12
         else:
@@ -158,14 +166,15 @@ def parse_file_meta(head: bytes, stream: BinaryIO | None = None) -> FileMeta:
             offset += 8
         if length > _MAX_META_LENGTH:
             raise Part10Error(f"file meta element (0002,{element:04X}) is {length} bytes long")
-        need(offset + length)
+        if offset + length > len(buffer):
+            buffer = _more(buffer, offset + length, stream)
         value = bytes(buffer[offset : offset + length])
         offset += length
         values[element] = value
         if element == 0x0000:
             if length != 4:
                 raise Part10Error("file meta group length is not 4 bytes")
-            end = offset + struct.unpack("<L", value)[0]
+            end = offset + int.from_bytes(value, "little")
 
     def text(element: int) -> str:
         raw = values.get(element)
@@ -174,3 +183,16 @@ def parse_file_meta(head: bytes, stream: BinaryIO | None = None) -> FileMeta:
         return raw.rstrip(b"\x00 ").decode("ascii", "replace")
 
     return FileMeta(text(0x0002), text(0x0003), text(0x0010), offset)
+
+
+def _more(buffer: bytes | bytearray, end: int, stream: Readable | None) -> bytearray:
+    """``buffer`` with at least ``end`` bytes, read on from ``stream``; else truncated."""
+    grown = bytearray(buffer)
+    while stream is not None and len(grown) < end:
+        chunk = stream.read(max(end - len(grown), FIRST_READ))
+        if not chunk:
+            break
+        grown += chunk
+    if end > len(grown):
+        raise Part10Error("file meta information is truncated")
+    return grown

@@ -227,6 +227,7 @@ class Association(ServiceUser):
         self._outstanding: dict[int, OutgoingRequest] = {}
         self._message_ids = dimse.MessageIDs()
         self._send_task: asyncio.Task[None] | None = None
+        self._sending_now = False
         self._handler_tasks: dict[asyncio.Task[None], IncomingRequest] = {}
         self._requests_open = 0
         """Peer requests not yet answered: the window counts these, not the tasks,
@@ -266,15 +267,93 @@ class Association(ServiceUser):
         return request
 
     def send_next_message(self) -> None:
-        """Start the send loop if requests wait and none runs (``SendNextMessage``)."""
-        if self.is_send_next_message_required and self.negotiated is not None:
-            self._send_task = asyncio.get_running_loop().create_task(self._send_loop())
+        """Send what the window allows if requests wait and no send runs (``SendNextMessage``).
+
+        Requests whose PDUs go out in one write are sent here and now, all of
+        them in one gathered write, with no task; the send loop task takes
+        over from the first request that may have to wait for the socket (a
+        dataset larger than :data:`~dicomnet.net.transport.SEND_BATCH_BYTES`)
+        or when another message holds the send lock.
+        """
+        if self._sending_now or not self.is_send_next_message_required:
+            return
+        if self.negotiated is None:
+            return
+        if not self._send_lock.locked() and self._send_ready():
+            return
+        self._send_task = asyncio.get_running_loop().create_task(self._send_loop())
+
+    def _send_ready(self) -> bool:
+        """Send queued requests that need no wait; False when one must wait (a task's job).
+
+        The caller has checked that no send task runs and the send lock is
+        free; nothing here yields, so no other message can interleave
+        (PS3.8 Annex E). One flush at the end writes every message sent.
+        """
+        protocol = self.protocol
+        if protocol is None:
+            return False  # the send loop fails each request with the reason
+        queue = self._queue
+        self._sending_now = True
+        try:
+            while queue and self._window_open() and self._ended is None:
+                request = queue[0]
+                if request.completed.done():  # timed out, or its caller cancelled, while queued
+                    queue.popleft()
+                    request._finished = True
+                    continue
+                if not protocol.fits_one_write(request.dataset):
+                    return False
+                queue.popleft()
+                self._send_now(protocol, request)
+            return True
+        finally:
+            self._sending_now = False
+            protocol.flush()
+
+    def _send_now(self, protocol: DicomProtocol, request: OutgoingRequest) -> None:
+        """Queue one request's PDUs in the connection (no wait, no send timers to run:
+        they watch only a send that waits for the socket)."""
+        message_id = self._message_ids.allocate()
+        request.message = replace(request.message, message_id=message_id)
+        self._outstanding[message_id] = request
+        timeouts = request.timeouts or self.timeouts
+        try:
+            if not self.can_still_process_pdata_tf:
+                raise LocalProtocolError("a P-DATA-TF send timed out; only release or abort remain")
+            context_id = request.context_id or self._context_for(request)
+            command = encode_command(dimse.to_command(request.message))
+            log_message("sent to", context_id, request.message, request.dataset, protocol.peername)
+            protocol.queue_message(
+                context_id, command, request.dataset, self.negotiated.peer_max_pdu_length
+            )
+        except Exception as exc:
+            self._finish(request, exc)
+            return
+        self.on_request_sent(request)
+        if timeouts.first_response is not None and not request.completed.done():
+            self._arm(request, "first_response", timeouts.first_response)
 
     def _window_open(self) -> bool:
         limit = self.max_outstanding
         return limit == 0 or len(self._outstanding) < limit
 
     async def _send_loop(self) -> None:
+        """Send every queued request the window allows, then flush them together.
+
+        A message that needs no wait for the socket is only queued in the
+        connection, so every request ready in this loop turn (a pipelining
+        sender refilling its window as several responses arrive at once)
+        leaves in one gathered write, one system call.
+        """
+        try:
+            await self._send_queued()
+        finally:
+            protocol = self.protocol
+            if protocol is not None:
+                protocol.flush()
+
+    async def _send_queued(self) -> None:
         while self._queue and self._window_open() and self._ended is None:
             request = self._queue.popleft()
             if request.completed.done():  # timed out, or its caller cancelled, while queued
@@ -323,13 +402,13 @@ class Association(ServiceUser):
         """
         stall, total = timeouts.send, timeouts.send_total
         if stall is None and total is None:
-            await self.send_message(context_id, request.message, request.dataset)
+            await self.send_message(context_id, request.message, request.dataset, flush=False)
             return
         task = asyncio.current_task()
         assert task is not None
         watch = _SendWatch(self, task, stall, total)
         try:
-            await self.send_message(context_id, request.message, request.dataset)
+            await self.send_message(context_id, request.message, request.dataset, flush=False)
         except asyncio.CancelledError:
             if watch.fired is None:
                 raise
@@ -349,8 +428,14 @@ class Association(ServiceUser):
         protocol = self.protocol
         return protocol.bytes_accepted if protocol is not None else 0
 
-    async def send_message(self, context_id: int, message: Any, dataset: Any = None) -> None:
-        """Send one DIMSE message whole, under the send lock."""
+    async def send_message(
+        self, context_id: int, message: Any, dataset: Any = None, *, flush: bool = True
+    ) -> None:
+        """Send one DIMSE message whole, under the send lock.
+
+        ``flush=False`` leaves its last PDUs queued for the caller's
+        :meth:`DicomProtocol.flush`, to be gathered with the next messages'.
+        """
         protocol = self.protocol
         if protocol is None or self._ended is not None:
             raise ConnectionClosed("the association has ended")
@@ -360,7 +445,7 @@ class Association(ServiceUser):
         async with self._send_lock:
             log_message("sent to", context_id, message, dataset, protocol.peername)
             await protocol.send_message(
-                context_id, command, dataset, self.negotiated.peer_max_pdu_length
+                context_id, command, dataset, self.negotiated.peer_max_pdu_length, flush=flush
             )
 
     def _arm(self, request: OutgoingRequest, timer: str, seconds: float) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_STORAGE_CONTEXTS",
     "NoAcceptedContext",
     "PreparedStore",
+    "plan_store",
     "prepare_store",
     "prepare_store_async",
     "storage_contexts",
@@ -183,29 +184,49 @@ def _plan(
     return _Conversion(context_id, sop_class, source, own, target, allow_lossy)
 
 
+def plan_store(
+    negotiated: Negotiated, source: str | os.PathLike[str], allow_lossy: bool = False
+) -> PreparedStore | _Conversion:
+    """A Part 10 file ready to send on the event loop, or the conversion it needs.
+
+    The cheap, non-blocking part of :func:`prepare_store_async` for a path:
+    a :class:`~dicomnet.net.bulk_store.StoreJob` brings the meta group it
+    read, so the file is opened once more only to be mapped.
+    """
+    return _plan_file(
+        negotiated, os.fspath(source), getattr(source, "file_meta", None), allow_lossy
+    )
+
+
 def _plan_file(
     negotiated: Negotiated, path: str | bytes, meta: FileMeta | None, allow_lossy: bool
 ) -> PreparedStore | _Conversion:
-    with open(path, "rb", buffering=0) as stream:
-        if meta is None:
+    if meta is None:
+        with open(path, "rb", buffering=0) as stream:
             meta = parse_file_meta(stream.read(FIRST_READ), stream)
-        context_id, target = _choose(
-            negotiated, meta.sop_class_uid, meta.transfer_syntax, allow_lossy=allow_lossy
+    context_id, target = _choose(
+        negotiated, meta.sop_class_uid, meta.transfer_syntax, allow_lossy=allow_lossy
+    )
+    if target != meta.transfer_syntax:
+        return _Conversion(
+            context_id,
+            meta.sop_class_uid,
+            os.fsdecode(path),
+            meta.transfer_syntax,
+            target,
+            allow_lossy,
+            meta.dataset_offset,
         )
-        if target != meta.transfer_syntax:
-            return _Conversion(
-                context_id,
-                meta.sop_class_uid,
-                os.fsdecode(path),
-                meta.transfer_syntax,
-                target,
-                allow_lossy,
-                meta.dataset_offset,
-            )
-        size = os.fstat(stream.fileno()).st_size - meta.dataset_offset
-        if size <= 0:
-            return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, b"", 0)
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    # one open for the map (which takes its own descriptor) and no stream object
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # the file holds the meta group
+    finally:
+        os.close(fd)
+    size = len(mapped) - meta.dataset_offset
+    if size <= 0:
+        mapped.close()
+        return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, b"", 0)
     view = memoryview(mapped)[meta.dataset_offset :]
     return PreparedStore(context_id, meta.sop_class_uid, meta.sop_instance_uid, view, size, mapped)
 

@@ -480,28 +480,62 @@ class DicomProtocol(asyncio.BufferedProtocol):
         command: bytes,
         dataset: Any,
         max_pdu_length: int,
+        *,
+        flush: bool = True,
     ) -> None:
         """Send one DIMSE message as P-DATA-TF PDUs, waiting on back-pressure.
 
         The caller holds the association's send lock: PS3.8 Annex E forbids
-        interleaving the fragments of two messages.
+        interleaving the fragments of two messages. The PDUs are views of
+        ``command`` and ``dataset`` (a file's map), never joined. With
+        ``flush=False`` the last (or only) batch stays queued in the connection
+        for the caller's :meth:`flush`, so the PDUs of several messages ready
+        in one loop turn leave in one gathered write; a large dataset still
+        goes out in :data:`SEND_BATCH_BYTES` batches as the socket takes them.
         """
-        buffers = fragment_message(context_id, command, dataset, max_pdu_length)
-        if len(buffers) <= 2 * 8 or dataset is None:
-            self._send_batch(buffers)
+        if self.fits_one_write(dataset):
+            self.queue_message(context_id, command, dataset, max_pdu_length)
+            if flush:
+                self.flush()
             return
+        buffers = fragment_message(context_id, command, dataset, max_pdu_length)
         start = 0
-        batch_bytes = 0
-        for index in range(1, len(buffers), 2):
-            batch_bytes += len(buffers[index]) + 12
-            if batch_bytes >= SEND_BATCH_BYTES:
-                self._send_batch(buffers[start : index + 1])
-                start = index + 1
-                batch_bytes = 0
-                if not self._can_write.is_set():
-                    await self.drain()
+        if len(buffers) > 2 * 8 and dataset is not None:
+            batch_bytes = 0
+            for index in range(1, len(buffers), 2):
+                batch_bytes += len(buffers[index]) + 12
+                if batch_bytes >= SEND_BATCH_BYTES:
+                    self._send_batch(buffers[start : index + 1])
+                    start = index + 1
+                    batch_bytes = 0
+                    if not self._can_write.is_set():
+                        await self.drain()
         if start < len(buffers):
-            self._send_batch(buffers[start:])
+            self.connection.send_pdata(buffers[start:] if start else buffers)
+            if flush:
+                self.flush()
+
+    @staticmethod
+    def fits_one_write(dataset: Any) -> bool:
+        """Whether a message with this dataset goes out in one batch, never
+        waiting for the socket (:meth:`queue_message` may take it)."""
+        if dataset is None:
+            return True
+        try:
+            return len(dataset) < SEND_BATCH_BYTES
+        except TypeError:  # not a buffer: let the send loop report it
+            return False
+
+    def queue_message(
+        self, context_id: int, command: bytes, dataset: Any, max_pdu_length: int
+    ) -> None:
+        """Queue one small DIMSE message's PDUs for the next :meth:`flush`.
+
+        The PDUs are views of ``command`` and ``dataset`` (a file's map),
+        never joined; the caller holds the send lock or cannot yield before
+        the message is queued whole (PS3.8 Annex E).
+        """
+        self.connection.send_pdata(fragment_message(context_id, command, dataset, max_pdu_length))
 
     def _send_batch(self, buffers: Sequence[Any]) -> None:
         self.connection.send_pdata(list(buffers))
