@@ -7,8 +7,9 @@
     python bench/sender_bench.py --startup               # wall time of a one-file store
 
 Each round runs every sender once, one after the other, into the same
-receiver (``storescp --ignore``, or ``storescp -od`` into a folder under
-/dev/shm so the disk does not weigh in), with ``TCP_NODELAY=1`` in every
+receiver (``storescp --ignore``, ``storescp -od`` into a folder under
+/dev/shm so the disk does not weigh in, or ``dicomnet listen --ignore``, which
+unlike storescp negotiates a window of outstanding C-STOREs), with ``TCP_NODELAY=1`` in every
 environment. Figures are medians over the rounds: the sender's wall clock
 from start to exit (start-up included) and its user and system CPU per
 instance (from the kernel's accounting of the reaped child, so a sender's
@@ -16,7 +17,9 @@ own children count too). storescu is ``/usr/bin/storescu +sd +r``
 (a ``storescu`` on PATH may be pynetdicom's). ``--strace`` runs each sender
 under ``strace -c -f`` once over ``--count`` files and once over one file,
 and divides the difference by ``--count - 1``: the calls one instance costs,
-start-up left out.
+start-up left out. The dicomnet trees are byte-compiled first, as an
+installed package is (an environment with ``PYTHONDONTWRITEBYTECODE=1``
+would otherwise compile every module at every start).
 """
 
 from __future__ import annotations
@@ -75,11 +78,15 @@ def run_sender(command: list[str], env: dict[str, str]) -> tuple[float, float, f
 
 def receiver(kind: str, port: int, out: Path) -> subprocess.Popen[bytes]:
     command = ["/usr/bin/storescp", "--ignore", str(port)]
+    env = ENV
+    if kind == "dicomnet":  # negotiates a window: several C-STOREs outstanding
+        command = [sys.executable, "-m", "dicomnet", "listen", "--ignore", "--port", str(port)]
+        env = dicomnet_env(HERE.parent / "src")
     if kind == "files":
         out.mkdir(parents=True, exist_ok=True)
         command = ["/usr/bin/storescp", "-od", str(out), str(port)]
     process = subprocess.Popen(
-        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_port(port, process)
     return process
@@ -150,7 +157,7 @@ def syscalls(args: argparse.Namespace, files: Path, count: int) -> None:
     first = next(p for p in sorted(files.rglob("*")) if p.is_file())
     shutil.copy(first, one / first.name)
     port = free_port()
-    process = receiver("ignore", port, Path("/dev/null"))
+    process = receiver(args.receiver, port, Path("/dev/null"))
     table: dict[str, dict[str, float]] = {}
     try:
         for name, (command, env) in senders(args.baseline).items():
@@ -167,7 +174,10 @@ def syscalls(args: argparse.Namespace, files: Path, count: int) -> None:
         {c for per in table.values() for c, v in per.items() if v >= 0.05},
         key=lambda c: -max(per.get(c, 0) for per in table.values()),
     )
-    print(f"system calls per instance sent ({count} instances, start-up subtracted)")
+    print(
+        f"system calls per instance sent ({count} instances, start-up subtracted), "
+        f"receiver {args.receiver}"
+    )
     print(f"{'call':16}" + "".join(f"{name:>22}" for name in table))
     for call in calls:
         print(f"{call:16}" + "".join(f"{per.get(call, 0):22.2f}" for per in table.values()))
@@ -180,7 +190,7 @@ def main() -> None:
     parser.add_argument("--files", type=Path, default=None, help="a folder of Part 10 files")
     parser.add_argument("--count", type=int, default=2000, help="instances (a new set)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--receiver", choices=("ignore", "files"), default="ignore")
+    parser.add_argument("--receiver", choices=("ignore", "files", "dicomnet"), default="ignore")
     parser.add_argument("--baseline", type=Path, default=None, help="another dicomnet src/")
     parser.add_argument("--strace", action="store_true", help="system calls per instance")
     parser.add_argument("--startup", action="store_true", help="one-file store wall time")
@@ -192,6 +202,9 @@ def main() -> None:
         files = scratch / "small"
         make_set(files, args.count, 256)
     count = sum(1 for p in files.rglob("*") if p.is_file())
+    for tree in (HERE.parent / "src", args.baseline):  # byte code cached, as installed
+        if tree is not None:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True)
     try:
         if args.startup:
             startup(args, files)

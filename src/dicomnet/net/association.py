@@ -288,7 +288,10 @@ class Association(ServiceUser):
 
         The caller has checked that no send task runs and the send lock is
         free; nothing here yields, so no other message can interleave
-        (PS3.8 Annex E). One flush at the end writes every message sent.
+        (PS3.8 Annex E). The write waits for the end of this loop turn
+        (:meth:`DicomProtocol.flush_soon`), so the requests a sender enqueues
+        one after the other, or as several responses arrive in one read, go
+        out together in one system call.
         """
         protocol = self.protocol
         if protocol is None:
@@ -309,7 +312,7 @@ class Association(ServiceUser):
             return True
         finally:
             self._sending_now = False
-            protocol.flush()
+            protocol.flush_soon()
 
     def _send_now(self, protocol: DicomProtocol, request: OutgoingRequest) -> None:
         """Queue one request's PDUs in the connection (no wait, no send timers to run:
@@ -339,7 +342,7 @@ class Association(ServiceUser):
         return limit == 0 or len(self._outstanding) < limit
 
     async def _send_loop(self) -> None:
-        """Send every queued request the window allows, then flush them together.
+        """Send every queued request the window allows, then write them together.
 
         A message that needs no wait for the socket is only queued in the
         connection, so every request ready in this loop turn (a pipelining
@@ -351,7 +354,7 @@ class Association(ServiceUser):
         finally:
             protocol = self.protocol
             if protocol is not None:
-                protocol.flush()
+                protocol.flush_soon()
 
     async def _send_queued(self) -> None:
         while self._queue and self._window_open() and self._ended is None:

@@ -184,6 +184,7 @@ class DicomProtocol(asyncio.BufferedProtocol):
         """Bytes handed to the transport so far (see :attr:`bytes_accepted`)."""
         self._traced: tuple[PduTracer, PduTracer] | None = None
         self._receiving: memoryview | None = None
+        self._flush_pending = False
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -514,6 +515,17 @@ class DicomProtocol(asyncio.BufferedProtocol):
             self.connection.send_pdata(buffers[start:] if start else buffers)
             if flush:
                 self.flush()
+
+    def flush_soon(self) -> None:
+        """Flush once this loop turn's callbacks have run: every message queued
+        meanwhile leaves in the same gathered write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self.flush()
 
     @staticmethod
     def fits_one_write(dataset: Any) -> bool:
