@@ -22,7 +22,7 @@ import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,8 @@ def conversion_pool(processes: int) -> Executor:
     """
     if processes <= 0:
         return ThreadPoolExecutor(1, thread_name_prefix="dicomnet-convert")
-    import multiprocessing
+    import multiprocessing  # here: a run that converts nothing does not pay for it
+    from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(
