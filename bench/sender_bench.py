@@ -11,9 +11,11 @@ receiver (``storescp --ignore``, ``storescp -od`` into a folder under
 /dev/shm so the disk does not weigh in, or ``dicomnet listen --ignore``, which
 unlike storescp negotiates a window of outstanding C-STOREs), with ``TCP_NODELAY=1`` in every
 environment. Figures are medians over the rounds: the sender's wall clock
-from start to exit (start-up included) and its user and system CPU per
-instance (from the kernel's accounting of the reaped child, so a sender's
-own children count too). storescu is ``/usr/bin/storescu +sd +r``
+from start to exit (start-up included) and its user and system CPU (from the
+kernel's accounting of the reaped child, so a sender's own children count
+too), per instance; each round also sends one file alone, and the CPU of that
+run (start-up, association, exit) taken from the full run's and divided by
+the other instances gives the CPU one more instance costs. storescu is ``/usr/bin/storescu +sd +r``
 (a ``storescu`` on PATH may be pynetdicom's). ``--strace`` runs each sender
 under ``strace -c -f`` once over ``--count`` files and once over one file,
 and divides the difference by ``--count - 1``: the calls one instance costs,
@@ -95,9 +97,14 @@ def receiver(kind: str, port: int, out: Path) -> subprocess.Popen[bytes]:
 def timing(args: argparse.Namespace, files: Path, count: int) -> None:
     rows = senders(args.baseline)
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rows}
+    alone: dict[str, list[float]] = {name: [] for name in rows}
     port = free_port()
     out = Path(tempfile.mkdtemp(prefix="sender-bench-", dir="/dev/shm"))
-    process = receiver(args.receiver, port, out)
+    one = out / "one"
+    one.mkdir()
+    first = next(p for p in sorted(files.rglob("*")) if p.is_file())
+    shutil.copy(first, one / first.name)
+    process = receiver(args.receiver, port, out / "first")
     try:
         for round_ in range(args.rounds):
             for name, (command, env) in rows.items():
@@ -106,20 +113,28 @@ def timing(args: argparse.Namespace, files: Path, count: int) -> None:
                     stop(process)
                     process = receiver(args.receiver, port, target)
                 results[name].append(run_sender([*command, str(port), str(files)], env))
+                _, user, system = run_sender([*command, str(port), str(one)], env)
+                alone[name].append(user + system)
     finally:
         stop(process)
         shutil.rmtree(out, ignore_errors=True)
     print(
-        f"{count} instances from {files}, receiver storescp {args.receiver}, "
-        f"{args.rounds} rounds, medians"
+        f"{count} instances from {files}, receiver {args.receiver}, {args.rounds} rounds, medians"
     )
-    print(f"{'sender':24} {'wall s':>8} {'user+sys ms/inst':>17} {'user':>8} {'sys':>8}")
+    print(
+        f"{'sender':24} {'wall s':>8} {'user s':>8} {'sys s':>8} {'CPU ms/inst':>12} "
+        f"{'one file s':>11} {'CPU ms/inst, start-up out':>26}"
+    )
     for name, runs in results.items():
         wall = statistics.median(r[0] for r in runs)
         user = statistics.median(r[1] for r in runs)
         system = statistics.median(r[2] for r in runs)
         cpu = statistics.median(r[1] + r[2] for r in runs)
-        print(f"{name:24} {wall:8.2f} {cpu / count * 1e3:17.3f} {user:8.2f} {system:8.2f}")
+        start = statistics.median(alone[name])
+        print(
+            f"{name:24} {wall:8.2f} {user:8.2f} {system:8.2f} {cpu / count * 1e3:12.3f} "
+            f"{start:11.3f} {(cpu - start) / (count - 1) * 1e3:26.3f}"
+        )
 
 
 def startup(args: argparse.Namespace, files: Path) -> None:
