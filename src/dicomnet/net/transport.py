@@ -328,7 +328,8 @@ class DicomProtocol(asyncio.BufferedProtocol):
         buffers = connection.data_to_send()
         if not transport.is_closing():
             if buffers:
-                self.bytes_handed += sum(memoryview(buffer).nbytes for buffer in buffers)
+                # bytes and byte views (fragment_message casts to "B"): len is the size
+                self.bytes_handed += sum(map(len, buffers))
                 if self._traced is not None:
                     for buffer in buffers:
                         self._traced[0].feed(buffer)
