@@ -363,6 +363,7 @@ cdef extern from "_pdu_digest.h":
 PUMP_DIGEST = bool(DN_HAVE_SHA256)
 
 DEF WRITE_BATCH = 64
+DEF NOGIL_FROM = 1 << 20
 
 
 cdef int write_all(int fd, iovec* iov, int count) noexcept nogil:
@@ -659,16 +660,27 @@ cdef class Assembler:
     cdef int _flush(self) except -1:
         """Hash and write the queued fragments, without the GIL."""
         cdef int count = self._iov_count, i, failed = 0, fd = self._fd
+        cdef Py_ssize_t total = 0
         cdef bint hashing = self._hashing
         cdef dn_sha256* sha = self._sha
         self._iov_count = 0
         if count == 0 or self._write_error or fd < 0:
             return 0
-        with nogil:
+        for i in range(count):
+            total += self._iov[i].iov_len
+        if total < NOGIL_FROM:
+            # Short work keeps the GIL: handing it to another thread and waiting to
+            # get it back costs more than the hashing and writing themselves.
             if hashing:
                 for i in range(count):
                     dn_sha256_update(sha, self._iov[i].iov_base, self._iov[i].iov_len)
             failed = write_all(fd, self._iov, count)
+        else:
+            with nogil:
+                if hashing:
+                    for i in range(count):
+                        dn_sha256_update(sha, self._iov[i].iov_base, self._iov[i].iov_len)
+                failed = write_all(fd, self._iov, count)
         if failed:
             self._write_error = failed
         return 0
