@@ -10,8 +10,8 @@ writes each dataset fragment into it straight from the receive buffer, hashing
 it on the way, so a 2 GB dataset never sits in memory and is hashed once.
 When the last fragment arrives, :meth:`FolderStorage.store` walks the
 dataset's start strictly for its UIDs and indexed attributes (the first bytes
-the codec kept in memory; the file's page-cache pages when they lie further), and publishes the file under its final
-name in the order of
+the codec kept in memory; the file's page-cache pages when they lie further),
+and publishes the file under its final name in the order of
 ``shared/durability.md`` (:class:`dicomnet.services.commit.Publisher`): under
 fsync, data synced, name linked, folder synced, group-committed across
 instances; only then is Success answered. On any failure the incoming file is
