@@ -47,7 +47,7 @@ from dicomnet.core.uids import (
 )
 from dicomnet.net.association import IncomingRequest, Reply
 from dicomnet.net.provider import DatasetSink, StoreObserver
-from dicomnet.services.storage import FolderStorage, StoredInstance
+from dicomnet.services.storage import PREFETCH, FolderStorage, StoredInstance
 from dicomnet.services.store_events import source_ae_title
 
 __all__ = ["INDEX_NAME", "Archive"]
@@ -57,8 +57,6 @@ log = logging.getLogger("dicomnet.archive.archive")
 INDEX_NAME = "index.sqlite"
 """The index's file name inside the archive folder."""
 
-PREFETCH = 8
-"""Temporary files kept ready (:class:`dicomnet.services.storage.FolderStorage`)."""
 
 
 class Archive:

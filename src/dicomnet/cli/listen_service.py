@@ -270,14 +270,14 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
         discard.attach(listener)
         return discard, None
     if config.no_index:
-        from dicomnet.services.storage import FolderStorage
+        from dicomnet.services.storage import PREFETCH, FolderStorage
 
         folder = FolderStorage(
             config.directory,
             fsync=config.fsync == "always",
             layout="study",
             duplicates=config.duplicates,
-            prefetch=8,
+            prefetch=PREFETCH,
         )
         _store_as(config, folder)
         folder.attach(listener)

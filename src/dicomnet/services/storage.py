@@ -63,6 +63,7 @@ from dicomnet.services.store_events import dataset_started, report_store, source
 __all__ = [
     "DUPLICATE_POLICIES",
     "LAYOUTS",
+    "PREFETCH",
     "FolderStorage",
     "Rejected",
     "StoredInstance",
@@ -89,6 +90,11 @@ _PLACEMENT_TAGS = {
 }
 
 DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+
+PREFETCH = 32
+"""Incoming files a listener's storage keeps created ahead (``prefetch``): the
+filler thread is woken once per half of them taken, so a larger reserve wakes it
+less often; each is an unnamed file that costs an inode until used."""
 
 _IDENTITY_TAGS = {0x00080016: "SOPClassUID", 0x00080018: "SOPInstanceUID"}
 """What the flat layout reads of a dataset: enough to know it parses and is the command's."""
