@@ -57,6 +57,7 @@ class ServiceConfig(ListenerLimits):
     require_called_aet: bool = False
     directory: str = "dicomnet-archive"
     fsync: str = "always"
+    digest: bool = True
     ignore: bool = False
     no_index: bool = False
     duplicates: str = "keep"
@@ -275,6 +276,7 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
         folder = FolderStorage(
             config.directory,
             fsync=config.fsync == "always",
+            digest=config.digest,
             layout="study",
             duplicates=config.duplicates,
             prefetch=PREFETCH,
@@ -287,6 +289,7 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
     archive = Archive(
         config.directory,
         fsync=config.fsync == "always",
+        digest=config.digest,
         duplicates=config.duplicates,
         index=config.index,
     )
