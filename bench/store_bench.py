@@ -12,7 +12,8 @@ environment, pynetdicom with ``TCP_NODELAY`` on its sockets and its log
 handlers off (``pynetdicom_best.py``).
 
 dicomnet's receiver is ``dicomnet listen``: the archive, which indexes every
-instance in SQLite before answering; ``--no-index`` stores files only, and
+instance in SQLite before answering; ``--no-index`` stores files only,
+``--no-digest`` is the archive without SHA-256 (what storescp also skips), and
 ``fsync`` is ``--fsync always`` (the default of ``listen``; the other rows run
 ``--fsync never``, as DCMTK's storescp does not fsync); ``pure`` is the
 archive on the pure-Python codec (``DICOMNET_NO_EXTENSIONS=1``).
@@ -136,6 +137,8 @@ def receiver_command(kind: str, port: int, out: Path) -> list[str]:
         return dicomnet_cli(*common, "--ignore")
     if kind == "dicomnet --no-index":
         return dicomnet_cli(*common, "--no-index", "--fsync", "never")
+    if kind == "dicomnet --no-digest":
+        return dicomnet_cli(*common, "--no-digest", "--fsync", "never")
     if kind == "dicomnet pure":  # the pure codec, by the environment of the receiver
         return dicomnet_cli(*common, "--fsync", "never")
     if kind == "dicomnet fsync":
@@ -253,6 +256,7 @@ def pairs_for(set_name: str, pynetdicom: bool = True) -> list[Pair]:
         Pair("storescu", "storescp --ignore"),
         Pair("dicomnet", "dicomnet"),
         Pair("dicomnet", "dicomnet --no-index"),
+        Pair("dicomnet", "dicomnet --no-digest"),
         Pair("dicomnet", "dicomnet fsync"),
         Pair("dicomnet", "dicomnet pure"),
         Pair("dicomnet", "dicomnet --ignore"),
