@@ -363,6 +363,7 @@ cdef extern from "_pdu_digest.h":
 PUMP_DIGEST = bool(DN_HAVE_SHA256)
 
 DEF WRITE_BATCH = 64
+DEF NOGIL_FROM = 1 << 20
 
 
 cdef int write_all(int fd, iovec* iov, int count) noexcept nogil:
@@ -659,16 +660,27 @@ cdef class Assembler:
     cdef int _flush(self) except -1:
         """Hash and write the queued fragments, without the GIL."""
         cdef int count = self._iov_count, i, failed = 0, fd = self._fd
+        cdef Py_ssize_t total = 0
         cdef bint hashing = self._hashing
         cdef dn_sha256* sha = self._sha
         self._iov_count = 0
         if count == 0 or self._write_error or fd < 0:
             return 0
-        with nogil:
+        for i in range(count):
+            total += self._iov[i].iov_len
+        if total < NOGIL_FROM:
+            # Short work keeps the GIL: handing it to another thread and waiting to
+            # get it back costs more than the hashing and writing themselves.
             if hashing:
                 for i in range(count):
                     dn_sha256_update(sha, self._iov[i].iov_base, self._iov[i].iov_len)
             failed = write_all(fd, self._iov, count)
+        else:
+            with nogil:
+                if hashing:
+                    for i in range(count):
+                        dn_sha256_update(sha, self._iov[i].iov_base, self._iov[i].iov_len)
+                failed = write_all(fd, self._iov, count)
         if failed:
             self._write_error = failed
         return 0
@@ -1227,3 +1239,205 @@ def decode_pdu(int pdu_type, body):
     if pdu_type == 6:
         return ReleaseRP()
     return Abort(p[2], p[3])
+
+
+# -- the strict element walk of a received dataset (twin: dicomnet.core.elements) ----------
+
+from libc.stdlib cimport malloc, realloc, free
+from dicomnet.core.elements import ElementError, ElementsCut
+
+DEF FIRST_DATASET_GROUP = 0x0008
+DEF CHARSET_TAG = 0x00080005
+DEF ITEM_TAG = 0xFFFEE000
+DEF ITEM_END_TAG = 0xFFFEE00D
+DEF SEQUENCE_END_TAG = 0xFFFEE0DD
+DEF UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+cdef struct Element:
+    uint32_t tag
+    uint16_t vr        # the two VR bytes, 0 for an implicit VR (or item) element
+    uint32_t length
+    Py_ssize_t size    # header bytes
+
+
+cdef struct Frame:
+    uint8_t kind       # 0: inside a sequence (items expected), 1: inside an item
+    uint8_t implicit
+    uint8_t little
+
+
+cdef inline uint16_t rd16(const uint8_t* p, bint little) noexcept nogil:
+    return le16(p) if little else be16(p)
+
+
+cdef inline uint32_t rd32(const uint8_t* p, bint little) noexcept nogil:
+    return le32(p) if little else be32(p)
+
+
+cdef inline int vr_kind(uint8_t a, uint8_t b) noexcept nogil:
+    """0: not a VR of PS3.5 6.2; 1: a 16-bit length; 2: reserved bytes and a 32-bit length."""
+    cdef uint16_t vr = a << 8 | b
+    if vr in (0x4F42, 0x4F44, 0x4F46, 0x4F4C, 0x4F56, 0x4F57, 0x5351, 0x5356, 0x5543,
+              0x554E, 0x5552, 0x5554, 0x5556):  # OB OD OF OL OV OW SQ SV UC UN UR UT UV
+        return 2
+    if vr in (0x4145, 0x4153, 0x4154, 0x4353, 0x4441, 0x4453, 0x4454, 0x4644, 0x464C,
+              0x4953, 0x4C4F, 0x4C54, 0x504E, 0x5348, 0x534C, 0x5353, 0x5354, 0x544D,
+              0x5549, 0x554C, 0x5553):  # AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US
+        return 1
+    return 0
+
+
+cdef inline bint undefined_allowed(uint16_t vr) noexcept nogil:
+    # implicit (no VR), SQ, UN, OB, OW (PS3.5 7.1.2, 7.5)
+    return vr == 0 or vr == 0x5351 or vr == 0x554E or vr == 0x4F42 or vr == 0x4F57
+
+
+cdef str tag_name(uint32_t tag):
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+cdef str vr_text(uint16_t vr):
+    return bytes([vr >> 8, vr & 0xFF]).decode()
+
+
+cdef int read_element(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint implicit,
+                      bint little, Element* e) except -1:
+    cdef uint16_t group
+    cdef int kind
+    if pos + 8 > n:
+        raise ElementsCut("the dataset ends inside an element header")
+    group = rd16(p + pos, little)
+    e.tag = <uint32_t>group << 16 | rd16(p + pos + 2, little)
+    if implicit or group == 0xFFFE:
+        e.vr = 0
+        e.length = rd32(p + pos + 4, little)
+        e.size = 8
+        return 0
+    kind = vr_kind(p[pos + 4], p[pos + 5])
+    if kind == 0:
+        raise ElementError(
+            f"{tag_name(e.tag)}: bytes {(<bytes>p[pos + 4:pos + 6]).hex()} where its VR belongs")
+    e.vr = p[pos + 4] << 8 | p[pos + 5]
+    if kind == 2:
+        if pos + 12 > n:
+            raise ElementsCut(f"the dataset ends inside the header of {tag_name(e.tag)}")
+        e.length = rd32(p + pos + 8, little)
+        e.size = 12
+    else:
+        e.length = rd16(p + pos + 6, little)
+        e.size = 8
+    return 0
+
+
+cdef Py_ssize_t past_items(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint implicit,
+                           bint little) except -1:
+    """After a sequence of undefined length whose first item starts at ``pos``: a loop
+    over a stack of open sequences and items (peers may nest thousands of levels)."""
+    cdef Py_ssize_t depth = 1, capacity = 64
+    cdef Frame* frames = <Frame*>malloc(capacity * sizeof(Frame))
+    cdef Frame* grown
+    cdef Frame top
+    cdef Element e
+    cdef bint un
+    if frames == NULL:
+        raise MemoryError()
+    frames[0].kind = 0
+    frames[0].implicit = implicit
+    frames[0].little = little
+    try:
+        while depth:
+            top = frames[depth - 1]
+            if top.kind == 0:
+                read_element(p, n, pos, True, top.little, &e)
+                pos += e.size
+                if e.tag == SEQUENCE_END_TAG:
+                    depth -= 1
+                    continue
+                if e.tag != ITEM_TAG:
+                    raise ElementError(f"{tag_name(e.tag)} inside a sequence, where an item belongs")
+                if e.length == UNDEFINED_LENGTH:
+                    if depth == capacity:
+                        grown = <Frame*>realloc(frames, 2 * capacity * sizeof(Frame))
+                        if grown == NULL:
+                            raise MemoryError()
+                        frames = grown
+                        capacity *= 2
+                    frames[depth].kind = 1
+                    frames[depth].implicit = top.implicit
+                    frames[depth].little = top.little
+                    depth += 1
+                    continue
+            else:
+                read_element(p, n, pos, top.implicit, top.little, &e)
+                pos += e.size
+                if e.tag == ITEM_END_TAG:
+                    depth -= 1
+                    continue
+                if e.length == UNDEFINED_LENGTH:
+                    if not undefined_allowed(e.vr):
+                        raise ElementError(
+                            f"{tag_name(e.tag)}: undefined length on a {vr_text(e.vr)}")
+                    if depth == capacity:
+                        grown = <Frame*>realloc(frames, 2 * capacity * sizeof(Frame))
+                        if grown == NULL:
+                            raise MemoryError()
+                        frames = grown
+                        capacity *= 2
+                    # PS3.5 6.2.2: a UN sequence holds implicit VR little endian items
+                    un = e.vr == 0x554E
+                    frames[depth].kind = 0
+                    frames[depth].implicit = top.implicit or un
+                    frames[depth].little = True if un else top.little
+                    depth += 1
+                    continue
+            if pos + <Py_ssize_t>e.length > n:
+                raise ElementsCut(
+                    f"{tag_name(e.tag)}: a value of {e.length} bytes runs past the end")
+            pos += e.length
+    finally:
+        free(frames)
+    return pos
+
+
+def walk_elements(data, Py_ssize_t start, bint implicit, bint little, wanted):
+    cdef const uint8_t[::1] view = byte_view(data)
+    cdef Py_ssize_t n = view.shape[0], pos = start
+    cdef const uint8_t* p = &view[0] if n else <const uint8_t*>b""
+    cdef Element e
+    cdef long long previous = -1
+    cdef uint32_t last = max(wanted)
+    cdef uint16_t group
+    cdef bint un
+    cdef object charset = None
+    cdef dict found = {}
+    cdef bytes vr
+    while pos < n:
+        read_element(p, n, pos, implicit, little, &e)
+        group = e.tag >> 16
+        if group < FIRST_DATASET_GROUP:
+            where = "the File Meta group" if group == 2 else f"group {group:04X}"
+            raise ElementError(
+                f"{tag_name(e.tag)} of {where} inside the dataset (PS3.5 7.1: groups below 0008)")
+        if <long long>e.tag <= previous:
+            raise ElementError(
+                f"{tag_name(e.tag)} after {tag_name(<uint32_t>previous)}: not in ascending order")
+        if e.tag > last:
+            return charset, found, True
+        previous = e.tag
+        pos += e.size
+        if e.length == UNDEFINED_LENGTH:
+            if not undefined_allowed(e.vr):
+                raise ElementError(f"{tag_name(e.tag)}: undefined length on a {vr_text(e.vr)}")
+            un = e.vr == 0x554E
+            pos = past_items(p, n, pos, implicit or un, True if un else little)
+            continue
+        if pos + <Py_ssize_t>e.length > n:
+            raise ElementsCut(f"{tag_name(e.tag)}: a value of {e.length} bytes runs past the end")
+        if e.tag == CHARSET_TAG:
+            charset = PyBytes_FromStringAndSize(<const char*>p + pos, e.length)
+        if e.tag in wanted:
+            vr = b"" if e.vr == 0 else PyBytes_FromStringAndSize(<const char*>p + pos - e.size + 4, 2)
+            found[e.tag] = (vr, PyBytes_FromStringAndSize(<const char*>p + pos, e.length))
+        pos += e.length
+    return charset, found, False

@@ -313,3 +313,32 @@ def test_commit_command_against_the_archive(tmp_path: Path) -> None:
     finally:
         listener.terminate()
         listener.wait(timeout=30)
+
+
+@pytest.mark.parametrize("digest", [True, False])
+def test_the_digest_is_indexed_unless_turned_off(tmp_path: Path, digest: bool) -> None:
+    import hashlib
+    import sqlite3
+
+    from dicomnet.archive.maintenance import verify
+
+    _, paths = make_study(tmp_path / "in", 3)
+
+    async def scenario() -> None:
+        listener = Listener("ARCHIVE", accept_any_storage=True)
+        archive = Archive(tmp_path / "archive", fsync=False, digest=digest)
+        archive.attach(listener)
+        await listener.listen("127.0.0.1", 0)
+        async with listener:
+            assert await store_all(listener.port, paths) == [0] * 3
+        await archive.close()
+
+    run(scenario())
+    with sqlite3.connect(tmp_path / "archive" / INDEX_NAME) as db:
+        rows = db.execute("SELECT path, sha256 FROM instances").fetchall()
+    assert len(rows) == 3
+    for path, sha256 in rows:
+        expected = hashlib.sha256(dataset_bytes(Path(path))).hexdigest() if digest else ""
+        assert sha256 == expected
+    report = verify(tmp_path / "archive")
+    assert report.checked == 3 and report.problems == 0

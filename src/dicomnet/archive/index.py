@@ -273,8 +273,13 @@ class ArchiveIndex:
             start = not self._flushing
             self._flushing = True
         if start:
-            loop.run_in_executor(self._executor, self._flush, loop)
+            # At the end of this turn of the loop, not now: the instances completed
+            # in the same turn join this transaction, for one thread wake-up.
+            loop.call_soon(self._start_flush, loop)
         return await done
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_in_executor(self._executor, self._flush, loop)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit everything queued, batch after batch, until the queue is empty."""

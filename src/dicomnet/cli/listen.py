@@ -195,6 +195,12 @@ WORKERS = WorkerCount()
     help="'never' answers Success before the data is durable: faster, not crash-safe.",
 )
 @click.option(
+    "--digest/--no-digest",
+    default=DEFAULTS.digest,
+    show_default=True,
+    help="Index each instance's SHA-256 for 'archive verify'; off saves ~1 ms of CPU per MB.",
+)
+@click.option(
     "--ignore",
     is_flag=True,
     help="Receive every instance and store nothing (as storescp --ignore), for benchmarks.",

@@ -57,6 +57,7 @@ class ServiceConfig(ListenerLimits):
     require_called_aet: bool = False
     directory: str = "dicomnet-archive"
     fsync: str = "always"
+    digest: bool = True
     ignore: bool = False
     no_index: bool = False
     duplicates: str = "keep"
@@ -270,14 +271,15 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
         discard.attach(listener)
         return discard, None
     if config.no_index:
-        from dicomnet.services.storage import FolderStorage
+        from dicomnet.services.storage import PREFETCH, FolderStorage
 
         folder = FolderStorage(
             config.directory,
             fsync=config.fsync == "always",
+            digest=config.digest,
             layout="study",
             duplicates=config.duplicates,
-            prefetch=8,
+            prefetch=PREFETCH,
         )
         _store_as(config, folder)
         folder.attach(listener)
@@ -287,6 +289,7 @@ def _storage(config: ServiceConfig, listener: Listener) -> tuple[Any, Any]:
     archive = Archive(
         config.directory,
         fsync=config.fsync == "always",
+        digest=config.digest,
         duplicates=config.duplicates,
         index=config.index,
     )

@@ -11,7 +11,9 @@ hands back whole DIMSE messages: the command set decoded by
 :func:`decode_command` (PS3.7 6.3, Annex E) and the dataset either streamed
 into a sink or gathered in memory. Association set-up PDUs go through
 :func:`decode_pdu` into the value types of :mod:`dicomnet.core.pdu`, and
-:func:`encode_pdu` is its inverse. On send, :func:`fragment_message` turns one
+:func:`encode_pdu` is its inverse. A received dataset's start is checked
+against PS3.5 section 7 and its wanted attributes found by
+:func:`walk_elements` (:mod:`dicomnet.core.elements`). On send, :func:`fragment_message` turns one
 DIMSE message into the list of buffers of one ``writelines`` call without
 copying the payload.
 
@@ -41,6 +43,7 @@ from dicomnet.core._pdu_data import (
     fragment_message,
     parse_pdata,
 )
+from dicomnet.core.elements import walk_elements
 from dicomnet.core.pdu import (
     DEFAULT_MAX_ASSOCIATE_LENGTH,
     DEFAULT_MAX_PDU_LENGTH,
@@ -62,4 +65,5 @@ __all__ = [
     "encode_pdu",
     "fragment_message",
     "parse_pdata",
+    "walk_elements",
 ]

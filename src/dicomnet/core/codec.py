@@ -24,6 +24,7 @@ __all__ = [
     "fragment_message",
     "implementation_module",
     "parse_pdata",
+    "walk_elements",
 ]
 
 
@@ -50,6 +51,7 @@ encode_pdu = _impl.encode_pdu
 decode_pdu = _impl.decode_pdu
 encode_command = _impl.encode_command
 decode_command = _impl.decode_command
+walk_elements = _impl.walk_elements
 
 
 def implementation_module() -> ModuleType:

@@ -30,6 +30,15 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from dicomnet.core.codec import walk_elements
+from dicomnet.core.elements import (
+    FIRST_DATASET_GROUP,
+    LONG_VRS,
+    VRS,
+    ElementError,
+    ElementsCut,
+)
+
 __all__ = [
     "LITTLE_ENDIAN_SYNTAXES",
     "UnreadableDataset",
@@ -71,17 +80,8 @@ IMPLICIT_SYNTAX = "1.2.840.10008.1.2"
 BIG_ENDIAN_SYNTAX = "1.2.840.10008.1.2.2"
 _STANDARD_SYNTAXES = "1.2.840.10008.1.2."
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-"""VRs with two reserved bytes and a 32-bit length in explicit VR (PS3.5 7.1.2)."""
-VRS = _LONG_VRS | {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
-    b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-}  # fmt: skip
-"""Every VR of PS3.5 6.2: an explicit VR element with any other is not DICOM."""
-_FIRST_DATASET_GROUP = 0x0008
-"""PS3.5 7.1: groups 0000-0007 are not part of a dataset (0002 is the File Meta)."""
+_LONG_VRS = LONG_VRS
+_FIRST_DATASET_GROUP = FIRST_DATASET_GROUP
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
@@ -310,19 +310,6 @@ class UnreadableDataset(ValueError):
     """
 
 
-class _NeedMore(Exception):
-    """The bytes ended before the wanted tags could have been passed."""
-
-
-_LE = (_TAG, _U16, _U32)
-_BE = (struct.Struct(">HH"), struct.Struct(">H"), struct.Struct(">I"))
-_Order = tuple[struct.Struct, struct.Struct, struct.Struct]
-_UNDEFINED_LENGTH_VRS = frozenset({b"", b"SQ", b"UN", b"OB", b"OW"})
-"""Who may have an undefined length: sequences, UN holding one, encapsulated pixel
-data (PS3.5 7.1.2, 7.5); ``b""`` is an implicit VR element, whose VR is not sent."""
-_SEQUENCE, _ITEM_BODY = 0, 1
-
-
 def dataset_encoding(transfer_syntax: str) -> tuple[bool, bool]:
     """``(implicit VR, little endian)`` of a transfer syntax's dataset (PS3.5 10, A).
 
@@ -340,112 +327,17 @@ def dataset_encoding(transfer_syntax: str) -> tuple[bool, bool]:
     raise UnreadableDataset(f"transfer syntax {transfer_syntax}: its dataset encoding is unknown")
 
 
-def _strict_header(
-    data: Any, pos: int, implicit: bool, order: _Order
-) -> tuple[int, bytes, int, int]:
-    """``(tag, vr, value length, header length)``; the VR checked against PS3.5 6.2."""
-    if pos + 8 > len(data):
-        raise _NeedMore("the dataset ends inside an element header")
-    tag_struct, u16, u32 = order
-    group, element = tag_struct.unpack_from(data, pos)
-    tag = group << 16 | element
-    if implicit or group == 0xFFFE:
-        return tag, b"", u32.unpack_from(data, pos + 4)[0], 8
-    vr = bytes(data[pos + 4 : pos + 6])
-    if vr not in VRS:
-        raise UnreadableDataset(f"{_name(tag)}: bytes {vr.hex()} where its VR belongs")
-    if vr in _LONG_VRS:
-        if pos + 12 > len(data):
-            raise _NeedMore(f"the dataset ends inside the header of {_name(tag)}")
-        return tag, vr, u32.unpack_from(data, pos + 8)[0], 12
-    return tag, vr, u16.unpack_from(data, pos + 6)[0], 8
-
-
-def _name(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-def _past_items(data: Any, pos: int, implicit: bool, order: _Order) -> int:
-    """The position after a sequence of undefined length whose first item starts at ``pos``.
-
-    A loop over a stack of open sequences and items, not recursion: a peer
-    may nest thousands of levels.
-    """
-    frames: list[tuple[int, bool, _Order]] = [(_SEQUENCE, implicit, order)]
-    while frames:
-        kind, implicit, order = frames[-1]
-        if kind == _SEQUENCE:
-            tag, _, length, size = _strict_header(data, pos, True, order)
-            pos += size
-            if tag == _SEQUENCE_END:
-                frames.pop()
-                continue
-            if tag != _ITEM:
-                raise UnreadableDataset(f"{_name(tag)} inside a sequence, where an item belongs")
-            if length == _UNDEFINED:
-                frames.append((_ITEM_BODY, implicit, order))
-                continue
-        else:
-            tag, vr, length, size = _strict_header(data, pos, implicit, order)
-            pos += size
-            if tag == _ITEM_END:
-                frames.pop()
-                continue
-            if length == _UNDEFINED:
-                if vr not in _UNDEFINED_LENGTH_VRS:
-                    raise UnreadableDataset(f"{_name(tag)}: undefined length on a {vr.decode()}")
-                # PS3.5 6.2.2: a UN sequence holds implicit VR little endian items
-                frames.append((_SEQUENCE, implicit or vr == b"UN", _LE if vr == b"UN" else order))
-                continue
-        if pos + length > len(data):
-            raise _NeedMore(f"{_name(tag)}: a value of {length} bytes runs past the end")
-        pos += length
-    return pos
-
-
 def _walk(
-    data: Any, start: int, implicit: bool, order: _Order, wanted: dict[int, str]
+    data: Any, start: int, implicit: bool, little: bool, wanted: dict[int, str]
 ) -> tuple[bytes | None, dict[int, tuple[bytes, bytes]], bool]:
-    """``(Specific Character Set value, {tag: (vr, value)}, passed)`` for the wanted tags.
-
-    ``passed`` says the walk went past the last wanted tag; False, the bytes
-    ended first, between two elements. Raises :class:`UnreadableDataset` for
-    what breaks PS3.5 7.1, and :class:`_NeedMore` when ``data`` ends inside an
-    element.
-    """
-    last = max(wanted)
-    charset: bytes | None = None
-    found: dict[int, tuple[bytes, bytes]] = {}
-    previous = -1
-    pos = start
-    end = len(data)
-    while pos < end:
-        tag, vr, length, size = _strict_header(data, pos, implicit, order)
-        if tag >> 16 < _FIRST_DATASET_GROUP:
-            where = "the File Meta group" if tag >> 16 == 2 else f"group {tag >> 16:04X}"
-            raise UnreadableDataset(
-                f"{_name(tag)} of {where} inside the dataset (PS3.5 7.1: groups below 0008)"
-            )
-        if tag <= previous:
-            raise UnreadableDataset(f"{_name(tag)} after {_name(previous)}: not in ascending order")
-        if tag > last:
-            return charset, found, True
-        previous = tag
-        pos += size
-        if length == _UNDEFINED:
-            if vr not in _UNDEFINED_LENGTH_VRS:
-                raise UnreadableDataset(f"{_name(tag)}: undefined length on a {vr.decode()}")
-            un = vr == b"UN"
-            pos = _past_items(data, pos, implicit or un, _LE if un else order)
-            continue
-        if pos + length > end:
-            raise _NeedMore(f"{_name(tag)}: a value of {length} bytes runs past the end")
-        if tag == _CHARSET:
-            charset = bytes(data[pos : pos + length])
-        if tag in wanted:
-            found[tag] = (vr, bytes(data[pos : pos + length]))
-        pos += length
-    return charset, found, False
+    """The codec's strict walk (:func:`dicomnet.core.elements.walk_elements`), its
+    PS3.5 errors as :class:`UnreadableDataset`; :class:`ElementsCut` passes through."""
+    try:
+        walked: tuple[bytes | None, dict[int, tuple[bytes, bytes]], bool]
+        walked = walk_elements(data, start, implicit, little, wanted)
+    except ElementError as exc:
+        raise UnreadableDataset(str(exc)) from None
+    return walked
 
 
 def read_dataset_attributes(
@@ -476,10 +368,9 @@ def read_dataset_attributes(
     codecs for the ones this module does not decode itself), padding
     removed; absent tags are left out.
     """
-    order = _LE if little_endian else _BE
     try:
-        charset, found, _ = _walk(data, start, implicit, order, wanted)
-    except _NeedMore as short:
+        charset, found, _ = _walk(data, start, implicit, little_endian, wanted)
+    except ElementsCut as short:
         raise UnreadableDataset(str(short)) from None
     except struct.error as exc:  # pragma: no cover - lengths are checked before unpacking
         raise UnreadableDataset(str(exc)) from None
@@ -538,8 +429,8 @@ def read_head_attributes(
         return None
     implicit, little = dataset_encoding(transfer_syntax)
     try:
-        charset, found, passed = _walk(head, 0, implicit, _LE if little else _BE, wanted)
-    except _NeedMore as short:
+        charset, found, passed = _walk(head, 0, implicit, little, wanted)
+    except ElementsCut as short:
         if whole:
             raise UnreadableDataset(str(short)) from None
         return None
@@ -576,8 +467,8 @@ def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str])
         window = stream.read(HEADER_WINDOW)  # where the wanted tags nearly always are
         whole = len(window) < HEADER_WINDOW
         try:
-            charset, found, passed = _walk(window, 0, implicit, _LE if little else _BE, wanted)
-        except _NeedMore as short:
+            charset, found, passed = _walk(window, 0, implicit, little, wanted)
+        except ElementsCut as short:
             if whole:
                 raise UnreadableDataset(str(short)) from None
         else:
@@ -593,8 +484,8 @@ def _read_deflated_strictly(stream: Any, wanted: dict[int, str]) -> dict[str, st
     size = 0
     for window, whole in _inflated_windows(stream):
         try:
-            charset, found, passed = _walk(window, 0, False, _LE, wanted)
-        except _NeedMore as short:
+            charset, found, passed = _walk(window, 0, False, True, wanted)
+        except ElementsCut as short:
             if whole:
                 raise UnreadableDataset(str(short)) from None
         else:

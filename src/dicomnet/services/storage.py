@@ -10,8 +10,8 @@ writes each dataset fragment into it straight from the receive buffer, hashing
 it on the way, so a 2 GB dataset never sits in memory and is hashed once.
 When the last fragment arrives, :meth:`FolderStorage.store` walks the
 dataset's start strictly for its UIDs and indexed attributes (the first bytes
-the codec kept in memory; the file's page-cache pages when they lie further), and publishes the file under its final
-name in the order of
+the codec kept in memory; the file's page-cache pages when they lie further),
+and publishes the file under its final name in the order of
 ``shared/durability.md`` (:class:`dicomnet.services.commit.Publisher`): under
 fsync, data synced, name linked, folder synced, group-committed across
 instances; only then is Success answered. On any failure the incoming file is
@@ -63,6 +63,7 @@ from dicomnet.services.store_events import dataset_started, report_store, source
 __all__ = [
     "DUPLICATE_POLICIES",
     "LAYOUTS",
+    "PREFETCH",
     "FolderStorage",
     "Rejected",
     "StoredInstance",
@@ -89,6 +90,11 @@ _PLACEMENT_TAGS = {
 }
 
 DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+
+PREFETCH = 32
+"""Incoming files a listener's storage keeps created ahead (``prefetch``): the
+filler thread is woken once per half of them taken, so a larger reserve wakes it
+less often; each is an unnamed file that costs an inode until used."""
 
 _IDENTITY_TAGS = {0x00080016: "SOPClassUID", 0x00080018: "SOPInstanceUID"}
 """What the flat layout reads of a dataset: enough to know it parses and is the command's."""
