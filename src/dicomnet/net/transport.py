@@ -329,11 +329,12 @@ class DicomProtocol(asyncio.BufferedProtocol):
         if not transport.is_closing():
             if buffers:
                 # bytes and byte views (fragment_message casts to "B"): len is the size
-                self.bytes_handed += sum(map(len, buffers))
+                sized = cast("list[bytes]", buffers)
+                self.bytes_handed += sum(map(len, sized))
                 if self._traced is not None:
                     for buffer in buffers:
                         self._traced[0].feed(buffer)
-                transport.writelines(cast("list[bytes]", buffers))
+                transport.writelines(sized)
             if connection.should_close:
                 transport.close()
         if connection.artim_running:
