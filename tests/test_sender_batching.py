@@ -146,3 +146,27 @@ def test_store_command_sends_the_folder_in_order_to_a_listener(tmp_path: Path) -
     for path in paths:
         uid = str(dcmread(path).SOPInstanceUID)
         assert stored[uid] == dataset_bytes(path)
+
+
+def test_a_file_gone_since_listing_fails_alone(tmp_path: Path) -> None:
+    """A file removed between listing and sending is one failure; the rest go."""
+    paths = make_files(tmp_path / "in", 10)
+    arrived: list[str] = []
+
+    async def on_store(request: IncomingRequest) -> int:
+        arrived.append(request.message.affected_sop_instance_uid)
+        return 0x0000
+
+    async def scenario() -> Any:
+        listener = Listener("STORE", accept_any_storage=True)
+        listener.on_c_store(on_store)
+        await listener.listen("127.0.0.1", 0, 16)
+        async with listener:
+            jobs, _ = collect_files([tmp_path / "in"], recursive=True)
+            paths[3].unlink()
+            return await store_files("127.0.0.1", listener.port, jobs, window=4)
+
+    outcome = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert [path for path, _ in outcome.failed] == [paths[3]]
+    assert "No such file" in outcome.failed[0][1]
+    assert len(outcome.succeeded) == 9 and len(arrived) == 9
