@@ -14,15 +14,19 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from pydicom import dcmread
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from dicomnet.core import ul
+from dicomnet.core.agreement import AcceptedContext, Negotiated
 from dicomnet.net.association import IncomingRequest
 from dicomnet.net.bulk_store import collect_files, store_files
 from dicomnet.net.listener import Listener
+from dicomnet.net.store_client import PreparedStore, plan_store
 
 from factory import ct_dataset, dataset_bytes, write_part10
 from peers import dcmtk, dcmtk_env, free_port, wait_for_port
@@ -170,3 +174,25 @@ def test_a_file_gone_since_listing_fails_alone(tmp_path: Path) -> None:
     assert [path for path, _ in outcome.failed] == [paths[3]]
     assert "No such file" in outcome.failed[0][1]
     assert len(outcome.succeeded) == 9 and len(arrived) == 9
+
+
+def test_the_pdus_are_views_of_the_files_map(tmp_path: Path, codec: ModuleType) -> None:
+    """No join and no copy: every dataset PDU payload is a slice of the file's map."""
+    path = write_part10(ct_dataset(1, pixels=128), tmp_path / "one.dcm")
+    negotiated = Negotiated(
+        contexts={1: AcceptedContext(1, CTImageStorage, ExplicitVRLittleEndian)},
+        peer_max_pdu_length=16384,
+        our_max_pdu_length=0,
+    )
+    prepared = plan_store(negotiated, path)
+    assert isinstance(prepared, PreparedStore)
+    mapped = prepared._map
+    assert mapped is not None
+    buffers = codec.fragment_message(1, b"\x00" * 10, prepared.data, 16384)
+    payloads = buffers[3::2]  # after the command's one PDU: header, payload, header, ...
+    assert len(payloads) == -(-prepared.size // (16384 - 6))
+    assert all(isinstance(view, memoryview) and view.obj is mapped for view in payloads)
+    assert b"".join(payloads) == path.read_bytes()[-prepared.size :]
+    del buffers, payloads
+    prepared.close()
+    assert mapped.closed
