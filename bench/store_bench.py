@@ -68,11 +68,27 @@ PARTS = 8
 takes a folder each (DCMTK's storescu)."""
 
 
+def modality_header() -> Dataset:
+    """The header of a real CT image (pydicom's ``CT_small.dcm``, 127 elements up to
+    Instance Number) without its pixels and UIDs: what a scanner's instances carry,
+    and what a receiver that reads attributes walks through."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    source = dcmread(get_testdata_file("CT_small.dcm"))
+    header = Dataset()
+    for element in source:
+        if element.tag < 0x7FE00000 and element.tag.group != 0x0002:
+            header.add(element)
+    return header
+
+
 def make_set(folder: Path, count: int, pixels: int) -> int:
     folder.mkdir(parents=True)
     for part in range(PARTS):
         (folder / f"part{part}").mkdir()
     pixel_data = bytes(range(256)) * (pixels * pixels * 2 // 256) + bytes(pixels * pixels * 2 % 256)
+    header = modality_header()
     total = 0
     study = series = ""
     for index in range(count):
@@ -81,6 +97,7 @@ def make_set(folder: Path, count: int, pixels: int) -> int:
             if index % (2 * SERIES_SIZE) == 0:
                 study = generate_uid()
         ds = Dataset()
+        ds.update(header)
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = generate_uid()
         ds.StudyInstanceUID = study
