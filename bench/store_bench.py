@@ -3,9 +3,9 @@
     python bench/store_bench.py                   # every set, 3 rounds (about 15 minutes)
     python bench/store_bench.py --quick           # a tenth of each set, one round
 
-Sets (generated with pydicom, CT images, explicit VR little endian):
-``small`` 2,000 instances of 130 KB, ``ct`` 500 of 520 KB, ``large`` 4 of
-100 MB; ``--scale`` multiplies the counts. Each pair sends one set over one
+Sets (generated with pydicom, CT images with the header of a real one,
+explicit VR little endian): ``small`` 2,000 instances of 137 KB, ``ct`` 500 of
+530 KB, ``large`` 4 of 100 MB; ``--scale`` multiplies the counts. Each pair sends one set over one
 association (unless it says otherwise), on loopback, each side its own
 process. Peers at their best: DCMTK with ``TCP_NODELAY=1`` in its
 environment, pynetdicom with ``TCP_NODELAY`` on its sockets and its log
