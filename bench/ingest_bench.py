@@ -161,6 +161,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--associations", default="1,8")
+    parser.add_argument(
+        "--minimal-header",
+        action="store_true",
+        help="instances with a dozen attributes instead of a real CT header",
+    )
     parser.add_argument("--quick", action="store_true", help="--scale 0.1 --rounds 1")
     args = parser.parse_args()
     if args.quick:
@@ -173,7 +178,7 @@ def main() -> None:
             count, pixels = SETS[set_name]
             count = max(PARTS, round(count * args.scale))
             files = work / set_name
-            size = make_set(files, count, pixels)
+            size = make_set(files, count, pixels, minimal=args.minimal_header)
             rows = [r for n in args.associations.split(",") for r in rows_for(int(n))]
             for _ in range(args.rounds):
                 for row in rows:

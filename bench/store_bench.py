@@ -83,12 +83,13 @@ def modality_header() -> Dataset:
     return header
 
 
-def make_set(folder: Path, count: int, pixels: int) -> int:
+def make_set(folder: Path, count: int, pixels: int, *, minimal: bool = False) -> int:
+    """``count`` instances in ``folder``; ``minimal``: a dozen attributes, no real header."""
     folder.mkdir(parents=True)
     for part in range(PARTS):
         (folder / f"part{part}").mkdir()
     pixel_data = bytes(range(256)) * (pixels * pixels * 2 // 256) + bytes(pixels * pixels * 2 % 256)
-    header = modality_header()
+    header = Dataset() if minimal else modality_header()
     total = 0
     study = series = ""
     for index in range(count):
@@ -340,6 +341,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies instance counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--minimal-header",
+        action="store_true",
+        help="instances with a dozen attributes instead of a real CT header",
+    )
+    parser.add_argument(
         "--without-pynetdicom", action="store_true", help="leave the pynetdicom pair out"
     )
     parser.add_argument(
@@ -358,7 +364,7 @@ def main() -> None:
             count, pixels = SETS[set_name]
             count = max(1, round(count * args.scale))
             files = work / set_name
-            size = make_set(files, count, pixels)
+            size = make_set(files, count, pixels, minimal=args.minimal_header)
             pairs = pairs_for(set_name, not args.without_pynetdicom)
             for _ in range(args.rounds):
                 for pair in pairs:
