@@ -32,3 +32,17 @@ def test_read_indexed_attributes(benchmark, tmp_path: Path, syntax: str, reader:
     path = write_part10(ds, tmp_path / "ct.dcm", SYNTAXES[syntax])
     found = benchmark(READERS[reader], path, TAGS)
     assert found["SOPInstanceUID"] == ds.SOPInstanceUID
+
+
+def test_walk_a_modality_header(benchmark, codec) -> None:  # type: ignore[no-untyped-def]
+    """The strict walk of each codec over the header of a real CT image (pydicom's
+    ``CT_small.dcm``: 127 elements up to the last indexed tag), from the bytes the
+    pump keeps in memory: what a storage SCP pays per instance before Success."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    from dicomnet.dataset.encoding import encode_dataset
+
+    head = encode_dataset(dcmread(get_testdata_file("CT_small.dcm")), SYNTAXES["explicit"])
+    _, found, passed = benchmark(codec.walk_elements, head[:16384], 0, False, True, TAGS)
+    assert passed and len(found) > 15

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+# the tests' dataset factory (bench_header.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 @pytest.fixture(params=["python", "cython"])

@@ -9,7 +9,8 @@ over 1 or 8 associations on loopback, each side its own process(es):
 
 * ``storescu -> storescp``: DCMTK writing files, the baseline; over 8
   associations, 8 storescu processes (one subfolder each) to
-  ``storescp --fork``. ``TCP_NODELAY=1`` in DCMTK's environment.
+  ``storescp --fork``, bit-preserving (``+B``: its fastest way to write what it
+  receives). ``TCP_NODELAY=1`` in DCMTK's environment.
 * ``dicomnet -> archive``: ``dicomnet store --associations N`` to
   ``dicomnet listen --fsync never`` (files and SQLite index; storescp does not
   fsync either); ``no index`` is ``--no-index``; ``fsync`` is the default
@@ -63,7 +64,7 @@ class Row:
 def receiver(kind: str, port: int, out: Path, associations: int) -> list[str]:
     if kind == "storescp":
         fork = ["--fork"] if associations > 1 else []
-        return ["/usr/bin/storescp", *fork, "-od", str(out), str(port)]
+        return ["/usr/bin/storescp", *fork, "+B", "-od", str(out), str(port)]
     common = ["listen", "--host", "127.0.0.1", "--port", str(port), "--dir", str(out)]
     options = {
         "archive": ["--fsync", "never"],
@@ -161,6 +162,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--associations", default="1,8")
+    parser.add_argument(
+        "--minimal-header",
+        action="store_true",
+        help="instances with a dozen attributes instead of a real CT header",
+    )
     parser.add_argument("--quick", action="store_true", help="--scale 0.1 --rounds 1")
     args = parser.parse_args()
     if args.quick:
@@ -173,7 +179,7 @@ def main() -> None:
             count, pixels = SETS[set_name]
             count = max(PARTS, round(count * args.scale))
             files = work / set_name
-            size = make_set(files, count, pixels)
+            size = make_set(files, count, pixels, minimal=args.minimal_header)
             rows = [r for n in args.associations.split(",") for r in rows_for(int(n))]
             for _ in range(args.rounds):
                 for row in rows:

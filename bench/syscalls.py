@@ -9,7 +9,7 @@ over one association, once while it receives none (start-up and shutdown
 alone). The difference, divided by the count, is what one instance costs;
 calls below 0.05 per instance are left out. ``dicomnet listen`` is the
 archive (files and SQLite index) with ``--fsync never`` unless ``--fsync``
-says otherwise; storescp writes files. The sender is ``dicomnet store`` for
+says otherwise; storescp writes files (bit-preserving, ``+B``). The sender is ``dicomnet store`` for
 dicomnet and storescu for storescp (``--sender`` changes the first), with
 ``TCP_NODELAY=1`` in DCMTK's environment.
 """
@@ -70,7 +70,7 @@ def traced(receiver: list[str], sender: list[str] | None, port: int, out: Path) 
 
 def receiver_command(kind: str, port: int, out: Path, fsync: str) -> list[str]:
     if kind == "storescp":
-        return ["/usr/bin/storescp", "-od", str(out), str(port)]
+        return ["/usr/bin/storescp", "+B", "-od", str(out), str(port)]
     return dicomnet_cli(
         "listen", "--host", "127.0.0.1", "--port", str(port), "--dir", str(out), "--fsync", fsync
     )

@@ -1330,13 +1330,25 @@ cdef int read_element(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint impli
     return 0
 
 
+cdef Frame* room_for(Frame* frames, Py_ssize_t depth, Py_ssize_t* capacity) except NULL:
+    """``frames`` with room for one more at ``depth`` (doubled when full); on failure
+    MemoryError, ``frames`` untouched for the caller to free."""
+    cdef Frame* grown
+    if depth < capacity[0]:
+        return frames
+    grown = <Frame*>realloc(frames, 2 * capacity[0] * sizeof(Frame))
+    if grown == NULL:
+        raise MemoryError()
+    capacity[0] *= 2
+    return grown
+
+
 cdef Py_ssize_t past_items(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint implicit,
                            bint little) except -1:
     """After a sequence of undefined length whose first item starts at ``pos``: a loop
     over a stack of open sequences and items (peers may nest thousands of levels)."""
     cdef Py_ssize_t depth = 1, capacity = 64
     cdef Frame* frames = <Frame*>malloc(capacity * sizeof(Frame))
-    cdef Frame* grown
     cdef Frame top
     cdef Element e
     cdef bint un
@@ -1357,12 +1369,7 @@ cdef Py_ssize_t past_items(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint 
                 if e.tag != ITEM_TAG:
                     raise ElementError(f"{tag_name(e.tag)} inside a sequence, where an item belongs")
                 if e.length == UNDEFINED_LENGTH:
-                    if depth == capacity:
-                        grown = <Frame*>realloc(frames, 2 * capacity * sizeof(Frame))
-                        if grown == NULL:
-                            raise MemoryError()
-                        frames = grown
-                        capacity *= 2
+                    frames = room_for(frames, depth, &capacity)
                     frames[depth].kind = 1
                     frames[depth].implicit = top.implicit
                     frames[depth].little = top.little
@@ -1378,12 +1385,7 @@ cdef Py_ssize_t past_items(const uint8_t* p, Py_ssize_t n, Py_ssize_t pos, bint 
                     if not undefined_allowed(e.vr):
                         raise ElementError(
                             f"{tag_name(e.tag)}: undefined length on a {vr_text(e.vr)}")
-                    if depth == capacity:
-                        grown = <Frame*>realloc(frames, 2 * capacity * sizeof(Frame))
-                        if grown == NULL:
-                            raise MemoryError()
-                        frames = grown
-                        capacity *= 2
+                    frames = room_for(frames, depth, &capacity)
                     # PS3.5 6.2.2: a UN sequence holds implicit VR little endian items
                     un = e.vr == 0x554E
                     frames[depth].kind = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -61,3 +62,26 @@ def make_study(folder: Path, count: int) -> tuple[str, list[Path]]:
         ds.PatientID, ds.PatientName = "PID-RETRIEVE", "RETRIEVE^PATIENT"
         paths.append(write_part10(ds, folder / f"ct{index}.dcm"))
     return study, paths
+
+
+def element(group: int, number: int, value: bytes, vr: bytes = b"") -> bytes:
+    """One little endian element: explicit VR with a 16-bit length when ``vr`` is
+    given, implicit VR otherwise."""
+    if vr:
+        return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
+    return struct.pack("<HHI", group, number, len(value)) + value
+
+
+def nested_sequences(levels: int, tag: tuple[int, int] = (0x0008, 0x1140)) -> bytes:
+    """``levels`` sequences of undefined length, each one item of undefined length
+    holding the next: implicit VR little endian, what a hostile peer nests."""
+    nested = b""
+    for _ in range(levels):
+        nested = (
+            struct.pack("<HHI", *tag, 0xFFFFFFFF)
+            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+            + nested
+            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+            + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+        )
+    return nested

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 import random
-import struct
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +16,7 @@ from dicomnet.archive.index import TAGS
 from dicomnet.core import elements as pure
 from dicomnet.dataset.encoding import encode_dataset
 
-from factory import ct_dataset
+from factory import ct_dataset, element, nested_sequences
 
 
 @pytest.fixture
@@ -53,8 +52,8 @@ def nested(undefined: bool) -> Dataset:
     item.PurposeOfReferenceCodeSequence = Sequence([inner, inner])
     ds.ReferencedImageSequence = Sequence([item, item])
     ds.ProcedureCodeSequence = Sequence([])
-    for element in (ds["ReferencedImageSequence"], ds["ProcedureCodeSequence"]):
-        element.is_undefined_length = undefined
+    for sequence in (ds["ReferencedImageSequence"], ds["ProcedureCodeSequence"]):
+        sequence.is_undefined_length = undefined
     item["PurposeOfReferenceCodeSequence"].is_undefined_length = undefined
     ds.add_new(0x00091010, "UN", b"\1\2\3\4")
     return ds
@@ -99,20 +98,7 @@ def test_both_walks_agree_on_mutated_bytes(compiled: ModuleType) -> None:
 
 
 def test_both_walks_agree_on_hostile_shapes(compiled: ModuleType) -> None:
-    def element(group: int, number: int, value: bytes, vr: bytes = b"") -> bytes:
-        if vr:
-            return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
-        return struct.pack("<HHI", group, number, len(value)) + value
-
-    deep = b""
-    for _ in range(3000):
-        deep = (
-            struct.pack("<HHI", 0x0008, 0x1140, 0xFFFFFFFF)
-            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
-            + deep
-            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-            + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-        )
+    deep = nested_sequences(3000)
     cases = [
         (element(0x0008, 0x0016, b"1.2\0") + deep + element(0x0020, 0x000D, b"1.2.3\0"), True),
         (element(0x0002, 0x0010, b"1.2\0") + element(0x0008, 0x0016, b"1.2\0"), True),

@@ -13,7 +13,7 @@ from dicomnet.dataset.attributes import read_attributes
 from dicomnet.dataset.encoding import encode_dataset
 from dicomnet.dataset.part10 import encode_file_meta
 
-from factory import ct_dataset, write_part10
+from factory import ct_dataset, element, nested_sequences, write_part10
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
@@ -29,8 +29,8 @@ def with_sequences(ds: Dataset, undefined: bool) -> Dataset:
     item.PurposeOfReferenceCodeSequence = Sequence([inner])
     ds.ReferencedImageSequence = Sequence([item, item])
     ds.ProcedureCodeSequence = Sequence([])
-    for element in (ds["ReferencedImageSequence"], ds["ProcedureCodeSequence"]):
-        element.is_undefined_length = undefined
+    for sequence in (ds["ReferencedImageSequence"], ds["ProcedureCodeSequence"]):
+        sequence.is_undefined_length = undefined
     item["PurposeOfReferenceCodeSequence"].is_undefined_length = undefined
     ds.StudyDescription = "HEAD^NECK"
     ds.AccessionNumber = "A1"
@@ -160,14 +160,6 @@ def strict(data: bytes, syntax: str, wanted: dict[int, str] = TAGS) -> dict[str,
     return read_dataset_attributes(data, implicit, little, wanted)
 
 
-def element(group: int, number: int, value: bytes, vr: bytes = b"") -> bytes:
-    import struct
-
-    if vr:
-        return struct.pack("<HH", group, number) + vr + struct.pack("<H", len(value)) + value
-    return struct.pack("<HHI", group, number, len(value)) + value
-
-
 @pytest.mark.parametrize("syntax", [EXPLICIT, IMPLICIT, BIG])
 @pytest.mark.parametrize("undefined", [False, True])
 def test_strict_reader_agrees_with_pydicom(syntax: str, undefined: bool) -> None:
@@ -229,17 +221,7 @@ def test_strict_reader_refuses_what_breaks_ps3_5_section_7() -> None:
 
 
 def test_strict_reader_walks_deep_nesting_without_recursion() -> None:
-    import struct
-
-    nested = b""
-    for _ in range(5000):  # (0008,1140) SQ of undefined length, before the wanted UIDs
-        nested = (
-            struct.pack("<HHI", 0x0008, 0x1140, 0xFFFFFFFF)
-            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
-            + nested
-            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-            + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-        )
+    nested = nested_sequences(5000)  # (0008,1140) SQ, before the wanted UIDs
     data = element(0x0008, 0x0016, b"1.2\0") + nested + element(0x0020, 0x000D, b"1.2.3\0")
     found = strict(data, IMPLICIT)
     assert found == {"SOPClassUID": "1.2", "StudyInstanceUID": "1.2.3"}

@@ -37,7 +37,7 @@ from hostile import (
     under_attack,
 )
 
-from factory import ct_dataset
+from factory import ct_dataset, nested_sequences
 
 Case = Callable[[Harness], Awaitable[None]]
 CASES: dict[str, Case] = {}
@@ -765,15 +765,7 @@ async def store_with_priority_3(h: Harness) -> None:  # [53]: tolerated
 @tolerated
 async def deeply_nested_sequences(h: Harness) -> None:
     uid, data = ct_bytes()
-    nested = b""
-    for _ in range(2000):  # (0040,A730) SQ of undefined length, one item each level
-        nested = (
-            struct.pack("<HHI", 0x0040, 0xA730, 0xFFFFFFFF)
-            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
-            + nested
-            + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-            + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-        )
+    nested = nested_sequences(2000, (0x0040, 0xA730))  # SQ of undefined length, one item each
     async with await h.associated_peer() as peer:
         await peer.send(store_message(uid, data + nested))  # (0040,...) sorts after the UIDs
         status = await status_of_response(peer)

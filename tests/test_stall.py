@@ -26,7 +26,7 @@ from factory import ct_dataset
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
-ARTIM, IDLE, STALL = 4.0, 8.0, 12.0
+ARTIM, IDLE, STALL = 2.0, 4.0, 6.0
 
 
 def store_pdus(uid: str, data: bytes) -> list[bytes]:

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ElementError", "ElementsCut", "walk_elements"]
+__all__ = ["LITTLE", "ElementError", "ElementsCut", "read_header", "walk_elements"]
 
 
 class ElementError(ValueError):
@@ -52,7 +52,8 @@ SEQUENCE_END = 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
 
 _Order = tuple[struct.Struct, struct.Struct, struct.Struct]
-_LE: _Order = (struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<I"))
+LITTLE: _Order = (struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<I"))
+"""How :func:`read_header` unpacks little endian data (the default)."""
 _BE: _Order = (struct.Struct(">HH"), struct.Struct(">H"), struct.Struct(">I"))
 _SEQUENCE, _ITEM_BODY = 0, 1
 
@@ -61,7 +62,9 @@ def tag_name(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-def _header(data: Any, pos: int, implicit: bool, order: _Order) -> tuple[int, bytes, int, int]:
+def read_header(
+    data: Any, pos: int, implicit: bool, order: _Order = LITTLE
+) -> tuple[int, bytes, int, int]:
     """``(tag, vr, value length, header length)``; the VR checked against PS3.5 6.2."""
     if pos + 8 > len(data):
         raise ElementsCut("the dataset ends inside an element header")
@@ -90,7 +93,7 @@ def _past_items(data: Any, pos: int, implicit: bool, order: _Order) -> int:
     while frames:
         kind, implicit, order = frames[-1]
         if kind == _SEQUENCE:
-            tag, _, length, size = _header(data, pos, True, order)
+            tag, _, length, size = read_header(data, pos, True, order)
             pos += size
             if tag == SEQUENCE_END:
                 frames.pop()
@@ -101,7 +104,7 @@ def _past_items(data: Any, pos: int, implicit: bool, order: _Order) -> int:
                 frames.append((_ITEM_BODY, implicit, order))
                 continue
         else:
-            tag, vr, length, size = _header(data, pos, implicit, order)
+            tag, vr, length, size = read_header(data, pos, implicit, order)
             pos += size
             if tag == ITEM_END:
                 frames.pop()
@@ -110,7 +113,8 @@ def _past_items(data: Any, pos: int, implicit: bool, order: _Order) -> int:
                 if vr not in UNDEFINED_LENGTH_VRS:
                     raise ElementError(f"{tag_name(tag)}: undefined length on a {vr.decode()}")
                 # PS3.5 6.2.2: a UN sequence holds implicit VR little endian items
-                frames.append((_SEQUENCE, implicit or vr == b"UN", _LE if vr == b"UN" else order))
+                un = vr == b"UN"
+                frames.append((_SEQUENCE, implicit or un, LITTLE if un else order))
                 continue
         if pos + length > len(data):
             raise ElementsCut(f"{tag_name(tag)}: a value of {length} bytes runs past the end")
@@ -131,7 +135,7 @@ def walk_elements(
     that cannot have one, anything but items in a sequence), and
     :class:`ElementsCut` when ``data`` ends inside an element.
     """
-    order = _LE if little else _BE
+    order = LITTLE if little else _BE
     last = max(wanted)
     charset: bytes | None = None
     found: dict[int, tuple[bytes, bytes]] = {}
@@ -139,7 +143,7 @@ def walk_elements(
     pos = start
     end = len(data)
     while pos < end:
-        tag, vr, length, size = _header(data, pos, implicit, order)
+        tag, vr, length, size = read_header(data, pos, implicit, order)
         if tag >> 16 < FIRST_DATASET_GROUP:
             where = "the File Meta group" if tag >> 16 == 2 else f"group {tag >> 16:04X}"
             raise ElementError(
@@ -157,7 +161,7 @@ def walk_elements(
             if vr not in UNDEFINED_LENGTH_VRS:
                 raise ElementError(f"{tag_name(tag)}: undefined length on a {vr.decode()}")
             un = vr == b"UN"
-            pos = _past_items(data, pos, implicit or un, _LE if un else order)
+            pos = _past_items(data, pos, implicit or un, LITTLE if un else order)
             continue
         if pos + length > end:
             raise ElementsCut(f"{tag_name(tag)}: a value of {length} bytes runs past the end")

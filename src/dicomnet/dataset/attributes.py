@@ -31,13 +31,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from dicomnet.core.codec import walk_elements
-from dicomnet.core.elements import (
-    FIRST_DATASET_GROUP,
-    LONG_VRS,
-    VRS,
-    ElementError,
-    ElementsCut,
-)
+from dicomnet.core.elements import CHARSET as _CHARSET
+from dicomnet.core.elements import ITEM as _ITEM
+from dicomnet.core.elements import ITEM_END as _ITEM_END
+from dicomnet.core.elements import SEQUENCE_END as _SEQUENCE_END
+from dicomnet.core.elements import UNDEFINED as _UNDEFINED
+from dicomnet.core.elements import ElementError, ElementsCut, read_header
 
 __all__ = [
     "LITTLE_ENDIAN_SYNTAXES",
@@ -80,13 +79,6 @@ IMPLICIT_SYNTAX = "1.2.840.10008.1.2"
 BIG_ENDIAN_SYNTAX = "1.2.840.10008.1.2.2"
 _STANDARD_SYNTAXES = "1.2.840.10008.1.2."
 
-_LONG_VRS = LONG_VRS
-_FIRST_DATASET_GROUP = FIRST_DATASET_GROUP
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
-_CHARSET = 0x00080005
 _TEXT_CHARSETS = {
     "": "latin-1",
     "ISO_IR 6": "latin-1",
@@ -105,9 +97,6 @@ _TEXT_CHARSETS = {
 """Single-byte (and UTF-8) character sets without code extensions: decoded here.
 Any other set (ISO 2022 escapes, GB18030, several terms) goes to pydicom."""
 
-_TAG = struct.Struct("<HH")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
 
 
 class _Unreadable(Exception):
@@ -117,21 +106,12 @@ class _Unreadable(Exception):
 def _header(
     data: bytes | bytearray | memoryview, pos: int, implicit: bool
 ) -> tuple[int, bytes, int, int]:
-    """``(tag, vr, value length, header length)`` of the element at ``pos``."""
-    if pos + 8 > len(data):
-        raise _Unreadable
-    group, element = _TAG.unpack_from(data, pos)
-    tag = group << 16 | element
-    if implicit or group == 0xFFFE:
-        return tag, b"", _U32.unpack_from(data, pos + 4)[0], 8
-    vr = bytes(data[pos + 4 : pos + 6])
-    if vr not in VRS:
-        raise _Unreadable
-    if vr in _LONG_VRS:
-        if pos + 12 > len(data):
-            raise _Unreadable
-        return tag, vr, _U32.unpack_from(data, pos + 8)[0], 12
-    return tag, vr, _U16.unpack_from(data, pos + 6)[0], 8
+    """``(tag, vr, value length, header length)`` of the little endian element at ``pos``;
+    :class:`_Unreadable` where the strict reader would raise."""
+    try:
+        return read_header(data, pos, implicit)
+    except (ElementError, ElementsCut):
+        raise _Unreadable from None
 
 
 def _skip_undefined(data: bytes | bytearray | memoryview, pos: int, implicit: bool) -> int:
