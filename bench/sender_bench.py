@@ -7,7 +7,7 @@
     python bench/sender_bench.py --startup               # wall time of a one-file store
 
 Each round runs every sender once, one after the other, into the same
-receiver (``storescp --ignore``, ``storescp -od`` into a folder under
+receiver (``storescp --ignore``, ``storescp +B -od`` into a folder under
 /dev/shm so the disk does not weigh in, or ``dicomnet listen --ignore``, which
 unlike storescp negotiates a window of outstanding C-STOREs), with ``TCP_NODELAY=1`` in every
 environment. Figures are medians over the rounds: the sender's wall clock
@@ -86,7 +86,7 @@ def receiver(kind: str, port: int, out: Path) -> subprocess.Popen[bytes]:
         env = dicomnet_env(HERE.parent / "src")
     if kind == "files":
         out.mkdir(parents=True, exist_ok=True)
-        command = ["/usr/bin/storescp", "-od", str(out), str(port)]
+        command = ["/usr/bin/storescp", "+B", "-od", str(out), str(port)]  # as store_bench
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
