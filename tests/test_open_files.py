@@ -70,7 +70,7 @@ def test_dicomnet_listen_starts_with_the_raised_limit(tmp_path: Path) -> None:
         wait_for_port("127.0.0.1", port, 30)
         limits = Path(f"/proc/{process.pid}/limits").read_text()
         [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
-        assert line.split()[3] == str(10 * (16 + 1) + 256)  # the window is 16 by default
+        assert line.split()[3] == str(10 * (64 + 1) + 256)  # the window is 64 by default
     finally:
         process.terminate()
         process.communicate(timeout=30)
