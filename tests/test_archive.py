@@ -173,22 +173,22 @@ def test_failed_indexing_answers_a700_and_removes_the_file(tmp_path: Path) -> No
     assert list((tmp_path / "archive").rglob("*.dcm")) == []
 
 
+def entry(index: int) -> IndexEntry:
+    """An index row of instance ``index`` of one series."""
+    from dicomnet.archive.index import ATTRIBUTES
+
+    attributes = dict.fromkeys(ATTRIBUTES, "")
+    attributes.update(
+        PatientID="P",
+        StudyInstanceUID="1.2.3",
+        SeriesInstanceUID="1.2.3.4",
+        SOPInstanceUID=f"1.2.3.4.{index}",
+        SOPClassUID=CT,
+    )
+    return IndexEntry(f"/x/{index}", 1, "1.2.840.10008.1.2", "0" * 64, attributes)
+
+
 def test_index_group_commits_concurrent_adds(tmp_path: Path) -> None:
-    def entry(index: int) -> IndexEntry:
-        attributes = {keyword: "" for keyword in ("PatientName", "PatientBirthDate", "PatientSex")}
-        attributes.update(
-            PatientID="P",
-            StudyInstanceUID="1.2.3",
-            SeriesInstanceUID="1.2.3.4",
-            SOPInstanceUID=f"1.2.3.4.{index}",
-            SOPClassUID=CT,
-        )
-        from dicomnet.archive.index import ATTRIBUTES
-
-        for keyword in ATTRIBUTES:
-            attributes.setdefault(keyword, "")
-        return IndexEntry(f"/x/{index}", 1, "1.2.840.10008.1.2", "0" * 64, attributes)
-
     async def scenario() -> tuple[int, int]:
         index = ArchiveIndex(tmp_path / INDEX_NAME)
         await asyncio.gather(*(index.add(entry(i)) for i in range(200)))
@@ -342,3 +342,82 @@ def test_the_digest_is_indexed_unless_turned_off(tmp_path: Path, digest: bool) -
         assert sha256 == expected
     report = verify(tmp_path / "archive")
     assert report.checked == 3 and report.problems == 0
+
+
+def test_a_non_durable_sqlite_index_commits_on_the_loop_when_its_thread_is_idle(
+    tmp_path: Path,
+) -> None:
+    async def scenario(durable: bool) -> tuple[int, int, int]:
+        index = ArchiveIndex(tmp_path / f"{durable}.sqlite", durable=durable)
+        for number in range(5):  # one at a time, as a lock-step sender's instances come
+            assert await index.add(entry(number)) is None
+        await asyncio.gather(*(index.add(entry(number)) for number in range(5, 50)))
+        counted = await index.count()
+        await index.close()
+        return counted, index.transactions, index.loop_transactions
+
+    counted, transactions, on_loop = run(scenario(durable=False))
+    assert counted == 50 and on_loop == transactions and 6 <= transactions < 50
+    counted, transactions, on_loop = run(scenario(durable=True))  # FULL sync: never the loop
+    assert counted == 50 and on_loop == 0 and transactions >= 6
+
+
+def test_the_loop_never_waits_for_another_process_holding_the_index(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    path = tmp_path / INDEX_NAME
+
+    async def scenario() -> tuple[float, int, float]:
+        index = ArchiveIndex(path, durable=False)
+        assert await index.add(entry(0)) is None  # the schema exists, the loop committed
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write lock, for 0.5 s
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, other.execute, "COMMIT")
+        started = time.monotonic()
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while time.monotonic() - started < 0.8:
+                await asyncio.sleep(0.02)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        ticking = asyncio.create_task(ticker())
+        assert await index.add(entry(1)) is None  # waits for the lock, on the thread
+        waited = time.monotonic() - started
+        await ticking
+        other.close()
+        on_loop = index.loop_transactions
+        await index.close()
+        return waited, on_loop, max(gaps)
+
+    waited, on_loop, longest_gap = run(scenario())
+    assert waited >= 0.45  # the row waited for the lock...
+    assert on_loop == 1  # ...on the worker thread, not the loop...
+    assert longest_gap < 0.3  # ...which kept running meanwhile
+
+
+def test_an_index_committing_on_the_loop_checkpoints_on_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomnet.archive import index as index_module
+
+    async def scenario(every: int) -> tuple[int, int, int]:
+        monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", every)
+        path = tmp_path / f"{every}.sqlite"
+        index = ArchiveIndex(path, durable=False)
+        for number in range(40):
+            await index.add(entry(number))
+        await index.count()  # a worker-thread job after the checkpoints: they have run
+        wal = Path(f"{path}-wal").stat().st_size
+        await index.close()
+        return index.transactions, index.checkpoints, wal
+
+    transactions, checkpoints, wal = run(scenario(every=4))
+    assert transactions == 40 and checkpoints == 10
+    transactions, checkpoints, unbounded = run(scenario(every=10**9))
+    assert transactions == 40 and checkpoints == 0
+    assert wal * 3 < unbounded  # checkpointed, the WAL is reused instead of growing

@@ -2,14 +2,22 @@
 
 Theory of operation
 -------------------
-Every database call runs on one worker thread owned by the index, never on
-the event loop. Adding instances is **group-committed**: :meth:`ArchiveIndex.add`
-queues an entry and returns when the transaction that holds it has committed;
-while one transaction commits, the entries that arrive meanwhile wait and go
-together into the next one. The database runs in WAL mode with
+Database calls run on one worker thread owned by the index. Adding
+instances is **group-committed**: :meth:`ArchiveIndex.add` queues an entry and
+returns when the transaction that holds it has committed; the entries queued
+in one turn of the event loop, and those that arrive while a transaction
+commits, go together into one transaction. The database runs in WAL mode with
 ``synchronous=FULL``, so a committed row survives a power loss
 (``shared/durability.md`` rule 4), and a C-STORE is answered only after its
 row commits.
+
+One exception, for speed: a SQLite index that is not durable (``--fsync
+never``) commits on the event loop itself when the worker thread has nothing
+to do. Such a commit never waits on the disk (no sync; WAL checkpoints are
+left to the worker thread) nor on a lock (another process holding the
+database sends the rows to the thread, which waits), so it costs about what
+the hand-off to the thread and back costs, and a lock-step sender's instance
+no longer waits for two thread wake-ups.
 
 Queries (:meth:`ArchiveIndex.find`) select candidates with SQL on the unique
 keys they name (UIDs and Patient ID, single values or UID lists) and apply
@@ -23,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -152,7 +162,14 @@ def entry_from_file(
     return IndexEntry(str(path), size, transfer_syntax, sha256, attributes, source_ae_title)
 
 
+log = logging.getLogger("dicomnet.archive.index")
+
 INSERT_ATTEMPTS = 3
+CHECKPOINT_EVERY = 256
+"""Transactions between two WAL checkpoints of an index that commits on the event
+loop (the checkpoints run on the worker thread: they sync)."""
+BUSY_TIMEOUT_MS = 60_000
+"""How long the worker thread waits for another process's lock on the SQLite file."""
 KNOWN_SERIES = 10_000
 """Series remembered as indexed (their parent rows are not written again); then forgotten."""
 RETRYABLE = frozenset({"40001", "40P01"})
@@ -205,16 +222,50 @@ class ArchiveIndex:
         self.transactions = 0
         """Committed transactions, for tests and metrics (group commit shows as fewer)."""
         self._known_series: set[str] = set()
-        """Series whose patient, study and series rows this index committed (index thread)."""
+        """Series whose patient, study and series rows this index committed."""
+        self._on_loop = self.path is not None and not durable
+        """Commits may run on the event loop (SQLite, not durable)."""
+        self._jobs = 0
+        """Worker-thread jobs submitted and not yet done (counted on the event loop)."""
+        self.loop_transactions = 0
+        """Transactions committed on the event loop (for tests and metrics)."""
+        self.checkpoints = 0
+        """WAL checkpoints run by the index itself (when it commits on the loop)."""
 
     # -- the worker thread ---------------------------------------------------------------
     def _connect(self) -> Database:
         if self._db is None:
             self._db = open_database(self.location, durable=self.durable)
+            if self._on_loop:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
         return self._db
 
     async def _call(self, function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        self._jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, function, *args
+            )
+        finally:
+            self._jobs -= 1
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, function: Any, *args: Any) -> None:
+        """Run ``function`` on the worker thread without awaiting it (counted in _jobs)."""
+        self._jobs += 1
+        future = loop.run_in_executor(self._executor, function, *args)
+        future.add_done_callback(self._job_done)
+
+    def _job_done(self, future: asyncio.Future[Any]) -> None:
+        self._jobs -= 1
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("index job failed: %s", future.exception())
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file, on the worker thread: an index that
+        commits on the event loop turns SQLite's automatic checkpoints (which sync)
+        off and runs one every :data:`CHECKPOINT_EVERY` transactions here."""
+        self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.checkpoints += 1
 
     async def run_on_index(self, function: Callable[..., _T], *args: Any) -> _T:
         """``function(db, *args)`` on the index's worker thread, between group commits.
@@ -279,7 +330,40 @@ class ArchiveIndex:
         return await done
 
     def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.run_in_executor(self._executor, self._flush, loop)
+        if self._on_loop and not self._jobs and self._flush_on_loop(loop):
+            return
+        self._submit(loop, self._flush, loop)
+
+    def _flush_on_loop(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Commit the queued entries here, on the event loop; False leaves them to the
+        worker thread (an entry still to be read from its file, or the database locked
+        by another process). Only when no worker-thread job runs or waits."""
+        with self._lock:
+            batch = self._pending
+            if not all(isinstance(item, IndexEntry) for item, _, _ in batch):
+                return False
+            self._pending = []
+        entries = [(item, replace) for item, replace, _ in batch if isinstance(item, IndexEntry)]
+        outcomes: list[tuple[asyncio.Future[str | None], str | None, BaseException | None]]
+        try:
+            previous = self._insert(entries, wait=False) if entries else []
+        except _Busy:
+            with self._lock:
+                self._pending[:0] = batch
+            return False
+        except Exception as exc:  # sqlite3 and OS errors alike
+            outcomes = [(done, None, exc) for _, _, done in batch]
+        else:
+            settled = zip(batch, previous, strict=True)
+            outcomes = [(done, path, None) for (_, _, done), path in settled]
+            if entries:
+                self.loop_transactions += 1
+                if self.transactions % CHECKPOINT_EVERY == 0:
+                    self._submit(loop, self._checkpoint)
+        with self._lock:
+            self._flushing = False
+        _settle_all(outcomes)
+        return True
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit everything queued, batch after batch, until the queue is empty."""
@@ -306,14 +390,23 @@ class ArchiveIndex:
             else:
                 settled = zip(waiting, previous, strict=True)
                 outcomes.extend((done, path, None) for done, path in settled)
+                if self._on_loop and entries and self.transactions % CHECKPOINT_EVERY == 0:
+                    self._checkpoint()
             # one wake-up of the event loop per transaction, not one per row
             loop.call_soon_threadsafe(_settle_all, outcomes)
 
-    def _insert(self, entries: list[tuple[IndexEntry, bool]]) -> list[str | None]:
+    def _insert(
+        self, entries: list[tuple[IndexEntry, bool]], *, wait: bool = True
+    ) -> list[str | None]:
+        """Commit ``entries`` in one transaction; ``wait=False`` (SQLite only) raises
+        :class:`_Busy` at once where another process holds the write lock."""
         db = self._connect()
         for attempt in range(INSERT_ATTEMPTS):
             added: set[str] = set()
-            db.begin()
+            if wait:
+                db.begin()
+            else:
+                _begin_now(db)
             try:
                 previous = [self._insert_one(db, e, replace, added) for e, replace in entries]
                 db.commit()
@@ -544,6 +637,23 @@ class ArchiveIndex:
     def _instances(self, level: str, keys: dict[str, tuple[str, str]]) -> list[str]:
         image_keys = {k: v for k, v in keys.items() if k not in COMPUTED}
         return [row["_path"] for row in self._find("IMAGE", image_keys)]
+
+
+class _Busy(Exception):
+    """Another process holds the SQLite file's write lock."""
+
+
+def _begin_now(db: Database) -> None:
+    """BEGIN IMMEDIATE without waiting for another process's lock (:class:`_Busy`)."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.begin()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise _Busy from None
+        raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def _settle_all(

@@ -193,8 +193,12 @@ async def serve(
     is where the metrics go when another process serves them (workers);
     without it, ``config.metrics_port`` is served from here.
     """
+    from dicomnet.cli.open_files import needed_open_files, raise_open_files_limit
     from dicomnet.services.store_events import AssociationLog, EventLog
 
+    raise_open_files_limit(
+        needed_open_files(config.max_associations, config.max_operations_performed)
+    )
     listener = Listener(
         config.aet,
         require_called_ae_title=config.require_called_aet,

@@ -154,7 +154,7 @@ class ListenerLimits:
     max_associations: int = 64
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     artim_timeout: float = 30.0
-    max_operations_performed: int = 16
+    max_operations_performed: int = 64
     tls_handshake_timeout: float = 10.0
     max_associations_per_calling_ae: int = 0
     max_associations_per_address: int = 0
