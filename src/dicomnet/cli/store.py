@@ -28,7 +28,7 @@ __all__ = ["store"]
     "--associations", default=1, show_default=True, help="Associations sharing the files."
 )
 @click.option(
-    "--window", default=16, show_default=True, help="C-STOREs outstanding per association."
+    "--window", default=64, show_default=True, help="C-STOREs outstanding per association."
 )
 @click.option("--max-pdu", default=0, help="Our Maximum Length Received (0: dicomnet's default).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -182,7 +182,7 @@ async def store_files(
     jobs: list[StoreJob],
     *,
     associations: int = 1,
-    window: int = 16,
+    window: int = 64,
     max_pdu_length: int = 0,
     retries: int = 3,
     progress: Callable[[StoreJob, int | None, str | None], None] | None = None,
