@@ -40,6 +40,7 @@ from store_bench import (
     ENV,
     PARTS,
     SETS,
+    byte_compile,
     count_stored,
     dicomnet_cli,
     free_port,
@@ -169,6 +170,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="--scale 0.1 --rounds 1")
     args = parser.parse_args()
+    byte_compile()
     if args.quick:
         args.scale = 0.1 if "--scale" not in sys.argv else args.scale
         args.rounds = 1 if "--rounds" not in sys.argv else args.rounds

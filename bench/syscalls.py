@@ -29,7 +29,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from store_bench import ENV, SETS, dicomnet_cli, free_port, make_set, stop, wait_port
+from store_bench import (
+    ENV,
+    SETS,
+    byte_compile,
+    dicomnet_cli,
+    free_port,
+    make_set,
+    stop,
+    wait_port,
+)
 
 LINE = re.compile(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d*)\s*(\w+)$")
 
@@ -101,6 +110,7 @@ def main() -> None:
     parser.add_argument("--fsync", default="never", choices=["never", "always"])
     parser.add_argument("--sender", default="dicomnet", choices=["dicomnet", "storescu"])
     args = parser.parse_args()
+    byte_compile()
     with tempfile.TemporaryDirectory(prefix="dicomnet-syscalls-") as folder:
         work = Path(folder)
         files = work / "files"
