@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,6 +57,24 @@ class WriteLog:
         monkeypatch.setattr(ul.Connection, "data_to_send", data_to_send)
 
 
+
+async def store_into_listener(
+    folder: Path,
+    on_store: Callable[[IncomingRequest], Awaitable[int]],
+    window: int,
+    before_sending: Callable[[], None] | None = None,
+) -> Any:
+    """``dicomnet store``'s sending of ``folder`` into a listener answering with ``on_store``."""
+    listener = Listener("STORE", accept_any_storage=True)
+    listener.on_c_store(on_store)
+    await listener.listen("127.0.0.1", 0, 16)
+    async with listener:
+        jobs, unreadable = collect_files([folder], recursive=True)
+        assert not unreadable
+        if before_sending is not None:
+            before_sending()
+        return await store_files("127.0.0.1", listener.port, jobs, window=window)
+
 def test_several_instances_leave_in_one_write_whole_and_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,16 +86,7 @@ def test_several_instances_leave_in_one_write_whole_and_in_order(
         arrived.append((request.message.affected_sop_instance_uid, bytes(request.raw_dataset)))
         return 0x0000
 
-    async def scenario() -> Any:
-        listener = Listener("STORE", accept_any_storage=True)
-        listener.on_c_store(on_store)
-        await listener.listen("127.0.0.1", 0, 16)
-        async with listener:
-            jobs, unreadable = collect_files([tmp_path / "in"], recursive=True)
-            assert not unreadable
-            return await store_files("127.0.0.1", listener.port, jobs, window=8)
-
-    outcome = asyncio.run(asyncio.wait_for(scenario(), 60))
+    outcome = asyncio.run(asyncio.wait_for(store_into_listener(tmp_path / "in", on_store, 8), 60))
     assert outcome.ok and len(outcome.succeeded) == COUNT
     expected = [(str(dcmread(p).SOPInstanceUID), dataset_bytes(p)) for p in paths]
     assert arrived == expected  # every dataset whole, in the order the files were listed
@@ -161,16 +171,8 @@ def test_a_file_gone_since_listing_fails_alone(tmp_path: Path) -> None:
         arrived.append(request.message.affected_sop_instance_uid)
         return 0x0000
 
-    async def scenario() -> Any:
-        listener = Listener("STORE", accept_any_storage=True)
-        listener.on_c_store(on_store)
-        await listener.listen("127.0.0.1", 0, 16)
-        async with listener:
-            jobs, _ = collect_files([tmp_path / "in"], recursive=True)
-            paths[3].unlink()
-            return await store_files("127.0.0.1", listener.port, jobs, window=4)
-
-    outcome = asyncio.run(asyncio.wait_for(scenario(), 60))
+    scenario = store_into_listener(tmp_path / "in", on_store, 4, paths[3].unlink)
+    outcome = asyncio.run(asyncio.wait_for(scenario, 60))
     assert [path for path, _ in outcome.failed] == [paths[3]]
     assert "No such file" in outcome.failed[0][1]
     assert len(outcome.succeeded) == 9 and len(arrived) == 9
