@@ -17,7 +17,6 @@ import importlib
 import logging
 
 import click
-from click.utils import make_default_short_help
 
 from dicomnet import __version__
 
@@ -89,7 +88,8 @@ class LazyGroup(click.Group):
                     continue
                 summary = command.get_short_help_str(limit)
             else:
-                summary = make_default_short_help(COMMANDS[name][2], limit)
+                # click's own shortening, of a command not imported yet
+                summary = click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
             rows.append((name, summary))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
