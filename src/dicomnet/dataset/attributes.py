@@ -408,8 +408,16 @@ def read_head_attributes(
     if transfer_syntax == DEFLATED_SYNTAX:
         return None
     implicit, little = dataset_encoding(transfer_syntax)
+    return _window_attributes(head, implicit, little, wanted, whole)
+
+
+def _window_attributes(
+    window: Any, implicit: bool, little: bool, wanted: dict[int, str], whole: bool
+) -> dict[str, str] | None:
+    """The ``wanted`` attributes if ``window`` (a dataset's start; all of it when
+    ``whole``) decides them, else None: they may lie further."""
     try:
-        charset, found, passed = _walk(head, 0, implicit, little, wanted)
+        charset, found, passed = _walk(window, 0, implicit, little, wanted)
     except ElementsCut as short:
         if whole:
             raise UnreadableDataset(str(short)) from None
@@ -445,15 +453,9 @@ def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str])
             return _read_deflated_strictly(stream, wanted)
         implicit, little = dataset_encoding(syntax)
         window = stream.read(HEADER_WINDOW)  # where the wanted tags nearly always are
-        whole = len(window) < HEADER_WINDOW
-        try:
-            charset, found, passed = _walk(window, 0, implicit, little, wanted)
-        except ElementsCut as short:
-            if whole:
-                raise UnreadableDataset(str(short)) from None
-        else:
-            if passed or whole:
-                return _decode(charset, found, wanted)
+        found = _window_attributes(window, implicit, little, wanted, len(window) < HEADER_WINDOW)
+        if found is not None:
+            return found
         with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             # The walk indexes the map itself (slices are copies), so no view
             # of it outlives this block, even in an exception's traceback.
@@ -463,13 +465,8 @@ def read_stored_attributes(path: str | os.PathLike[str], wanted: dict[int, str])
 def _read_deflated_strictly(stream: Any, wanted: dict[int, str]) -> dict[str, str]:
     size = 0
     for window, whole in _inflated_windows(stream):
-        try:
-            charset, found, passed = _walk(window, 0, False, True, wanted)
-        except ElementsCut as short:
-            if whole:
-                raise UnreadableDataset(str(short)) from None
-        else:
-            if passed or whole:
-                return _decode(charset, found, wanted)
+        found = _window_attributes(window, False, True, wanted, whole)
+        if found is not None:
+            return found
         size = len(window)
     raise UnreadableDataset(f"deflated dataset: attributes not found in its first {size} bytes")
