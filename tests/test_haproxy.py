@@ -226,7 +226,7 @@ def test_two_nodes_behind_haproxy_lose_nothing_when_one_is_killed(tmp_path: Path
                 results = []
                 for sender in senders:
                     out, err = sender.communicate(timeout=120)
-                    assert sender.returncode == 0, err.decode()[-3000:]
+                    assert sender.returncode == 0, (out.decode()[-3000:], err.decode()[-3000:])
                     results.append(json.loads(out))
                 elapsed = time.monotonic() - started
                 counts, images = asyncio.run(

@@ -47,7 +47,10 @@ __all__ = ["store"]
     "--retries",
     default=3,
     show_default=True,
-    help="New associations per worker after one fails; unacknowledged files go again.",
+    help=(
+        "Attempts in a row without an answered file before a worker gives up; "
+        "unacknowledged files go again on a new association, after a growing wait."
+    ),
 )
 @click.option(
     "--report",

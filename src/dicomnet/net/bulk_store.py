@@ -11,8 +11,14 @@ when asked, since the pixel codecs hold the GIL. ``associations`` workers
 then share one queue of files; each
 keeps up to the negotiated window of C-STOREs outstanding. When an
 association fails, the files it had not seen acknowledged go back on the
-queue and the worker opens a new association (a bounded number of times), so
-one dropped connection costs a retry, not the files.
+queue and the worker opens a new association, so one dropped connection costs
+a retry, not the files. ``retries`` bounds the attempts in a row that get no
+file answered (a failed connect, a rejection, a break before any response);
+an association that moved files starts the count again. Between such
+attempts the worker waits, longer each time (0.25 s doubling to 8 s, with
+jitter), so a peer that is down for a few seconds (a node restarting, a load
+balancer with no healthy server yet) is waited for rather than every attempt
+being spent in a millisecond, and the workers do not knock in step.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -248,7 +255,7 @@ async def _store_files(
             progress(job, status, error)
 
     async def worker() -> None:
-        failures = 0
+        failures = 0  # attempts in a row that got no file answered
         while queue:
             try:
                 assoc = await client.connect(
@@ -259,26 +266,40 @@ async def _store_files(
                     **options,
                 )
             except DicomNetError as exc:
-                failures += 1
-                if failures > retries:
-                    while queue:
-                        report(queue.popleft(), None, f"association failed: {exc}")
-                    return
-                continue
-            pipeline = _Pipeline(assoc, queue, max(window, 1), allow_lossy, executor, report)
-            broken = await pipeline.run()
-            if broken is None:
-                await assoc.release()
-                continue
+                broken: BaseException | None = exc
+            else:
+                pipeline = _Pipeline(assoc, queue, max(window, 1), allow_lossy, executor, report)
+                broken = await pipeline.run()
+                if broken is None:
+                    await assoc.release()
+                    continue
+                await assoc.abort()
+                if pipeline.answered:
+                    failures = 0
             failures += 1
-            await assoc.abort()
             if failures > retries:
                 while queue:
                     report(queue.popleft(), None, f"association failed: {broken}")
                 return
+            delay = retry_delay(failures)
+            if delay and queue:
+                await asyncio.sleep(delay)
 
     await asyncio.gather(*(worker() for _ in range(max(associations, 1))))
     return outcome
+
+
+RETRY_DELAY_FIRST = 0.25
+"""Seconds before the second attempt in a row without progress (the first is at once)."""
+RETRY_DELAY_MAX = 8.0
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` attempts in a row without progress."""
+    if failures <= 1:
+        return 0.0
+    ceiling = min(RETRY_DELAY_FIRST * 2.0 ** (failures - 2), RETRY_DELAY_MAX)
+    return ceiling * (0.5 + random.random() / 2)  # jitter: workers do not retry in step
 
 
 _BREAKING = (AssociationAborted, ConnectionClosed, RequestTimeout)
@@ -308,6 +329,7 @@ class _Pipeline:
         "_queue",
         "_report",
         "_window",
+        "answered",
         "broken",
     )
 
@@ -333,6 +355,8 @@ class _Pipeline:
         self._issued = 0
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.broken: BaseException | None = None
+        self.answered = 0
+        """Files that got a final response (any status) on this association."""
 
     async def run(self) -> BaseException | None:
         """Send until the queue is empty; the error that broke the association, if any."""
@@ -413,6 +437,7 @@ class _Pipeline:
             return  # the run ended first (the association broke): the job is queued again
         error = None if completed.cancelled() else completed.exception()
         if error is None and not completed.cancelled():
+            self.answered += 1
             self._report(job, int(completed.result().status), None)
         elif isinstance(error, DicomNetError) and not isinstance(error, _BREAKING):
             self._report(job, None, str(error))
