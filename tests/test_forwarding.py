@@ -184,6 +184,7 @@ def wait_until(condition, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.interop
+@pytest.mark.slow  # waits out the forwarding back-off
 def test_destination_down_then_up_everything_arrives_byte_for_byte(tmp_path: Path) -> None:
     _, paths = make_study(tmp_path / "sent", 30)
     sent = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}

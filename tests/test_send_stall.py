@@ -46,6 +46,7 @@ def run(coro: Any, timeout: float = 120.0) -> Any:
 
 
 @pytest.mark.interop
+@pytest.mark.slow  # 10 s of throttled reading
 def test_a_peer_reading_at_5_mb_s_receives_50_mb_under_a_2_s_stall_timer(
     tmp_path: Path,
 ) -> None:
@@ -77,6 +78,7 @@ def test_a_peer_reading_at_5_mb_s_receives_50_mb_under_a_2_s_stall_timer(
 
 
 @pytest.mark.interop
+@pytest.mark.slow  # waits out a timer
 def test_the_optional_total_send_timer_still_limits_the_whole_message(tmp_path: Path) -> None:
     path = big_file(tmp_path, 20_000_000)
     port = free_port()

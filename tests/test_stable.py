@@ -159,6 +159,7 @@ def index_location(request: pytest.FixtureRequest) -> str | None:
     return str(url)
 
 
+@pytest.mark.slow  # waits out the stable-study delay twice
 def test_a_python_observer_hears_each_burst_once(
     tmp_path: Path, index_location: str | None
 ) -> None:

@@ -43,6 +43,7 @@ LOOPS = {"asyncio": "import sys; sys.modules['uvloop'] = None; " + MAIN, "uvloop
 """``dicomnet listen`` on either event loop: they order timers and reads differently."""
 
 
+@pytest.mark.slow  # 7 s each on the listener's timers
 @pytest.mark.parametrize(
     ("loop", "gate"), [("asyncio", False), ("uvloop", False), ("asyncio", True)]
 )

@@ -248,6 +248,7 @@ with ThreadPoolExecutor(6) as pool:
 """
 
 
+@pytest.mark.slow  # pixel codecs only
 def test_concurrent_jpeg_2000_encodes_in_threads_do_not_crash(tmp_path: Path) -> None:
     """The listener converts in threads; pylibjpeg-openjpeg's encoder must take turns."""
     import subprocess
