@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from dicomnet.archive import index as index_module
 from dicomnet.archive.archive import Archive
 from dicomnet.archive.index import ArchiveIndex, IndexEntry
 from dicomnet.archive.relational import relational_request
@@ -150,3 +152,49 @@ def test_two_listeners_share_one_postgresql_index(database: str, tmp_path: Path)
     for uid, path in rows:
         assert Path(path).parent.parent.parent == shared
         assert dataset_bytes(Path(path)) == dataset_bytes(sent[uid])
+
+
+def test_nodes_writing_the_same_new_series_in_opposite_orders_never_deadlock(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two listeners' batches start the same new studies and series, one ascending,
+    one descending: each transaction takes its row locks in one order, so neither
+    waits for the other in a cycle (with a single attempt allowed, a deadlock fails)."""
+    monkeypatch.setattr(index_module, "INSERT_ATTEMPTS", 1)
+    nodes = [ArchiveIndex(database), ArchiveIndex(database)]
+    rounds, width = 6, 12
+    start = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def node(number: int) -> None:
+        index = nodes[number]
+        for r in range(rounds):
+            batch = [
+                (entry(f"1.9.{r}.{k}.{number}", f"1.8.{r}.{k}", f"1.7.{r}.{k}", f"P{k % 3}"), False)
+                for k in range(width)
+            ]
+            if number:
+                batch.reverse()
+            start.wait()
+            try:
+                assert index._insert(batch) == [None] * width
+            except BaseException as exc:
+                errors.append(exc)
+                start.abort()
+                return
+
+    threads = [threading.Thread(target=node, args=(n,)) for n in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for index in nodes:
+            run(index.close())
+    assert not errors, errors
+    with psycopg.connect(database) as db:
+        count = db.execute("SELECT count(*) FROM instances").fetchone()
+        series = db.execute("SELECT count(*) FROM series").fetchone()
+    assert count == (2 * rounds * width,)
+    assert series == (rounds * width,)
