@@ -16,7 +16,7 @@ import contextlib
 from pathlib import Path
 
 from dicomnet.net import bulk_store
-from dicomnet.net.bulk_store import collect_files, retry_delay, store_files
+from dicomnet.net.bulk_store import StoreOutcome, collect_files, retry_delay, store_files
 from dicomnet.net.listener import Listener
 from dicomnet.testing.scp import Behaviour, MisbehavingSCP
 
@@ -69,11 +69,20 @@ async def closing_then_serving(closed: int, target: int) -> tuple[asyncio.Server
     return server, seen
 
 
+async def store_through(server: asyncio.Server, folder: Path, retries: int) -> StoreOutcome:
+    """``store_files`` of ``folder`` into ``server``, which is closed afterwards."""
+    async with server:
+        jobs, _ = collect_files([folder], recursive=True)
+        return await store_files(
+            "127.0.0.1", server.sockets[0].getsockname()[1], jobs, retries=retries
+        )
+
+
 def test_a_peer_down_for_several_attempts_is_waited_for(tmp_path: Path) -> None:
     make_files(tmp_path / "in", 8)
     stored: list[str] = []
 
-    async def scenario() -> tuple[bulk_store.StoreOutcome, list[str]]:
+    async def scenario() -> tuple[StoreOutcome, list[str]]:
         listener = Listener("STORE", accept_any_storage=True)
 
         async def on_store(request: object) -> int:
@@ -84,12 +93,7 @@ def test_a_peer_down_for_several_attempts_is_waited_for(tmp_path: Path) -> None:
         await listener.listen("127.0.0.1", 0, 4)
         async with listener:
             server, seen = await closing_then_serving(4, listener.port)
-            async with server:
-                jobs, _ = collect_files([tmp_path / "in"], recursive=True)
-                outcome = await store_files(
-                    "127.0.0.1", server.sockets[0].getsockname()[1], jobs, retries=5
-                )
-            return outcome, seen
+            return await store_through(server, tmp_path / "in", 5), seen
 
     outcome, seen = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert outcome.ok, outcome.failed
@@ -100,14 +104,9 @@ def test_a_peer_down_for_several_attempts_is_waited_for(tmp_path: Path) -> None:
 def test_attempts_without_progress_run_out(tmp_path: Path) -> None:
     make_files(tmp_path / "in", 4)
 
-    async def scenario() -> tuple[bulk_store.StoreOutcome, list[str]]:
+    async def scenario() -> tuple[StoreOutcome, list[str]]:
         server, seen = await closing_then_serving(100, 9)  # never relays
-        async with server:
-            jobs, _ = collect_files([tmp_path / "in"], recursive=True)
-            outcome = await store_files(
-                "127.0.0.1", server.sockets[0].getsockname()[1], jobs, retries=3
-            )
-        return outcome, seen
+        return await store_through(server, tmp_path / "in", 3), seen
 
     outcome, seen = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert seen == ["closed"] * 4  # the first attempt and three retries
@@ -120,7 +119,7 @@ def test_an_association_that_moved_files_starts_the_count_again(tmp_path: Path) 
     """Every association breaks after one answer; one retry each is enough for all."""
     make_files(tmp_path / "in", 5)
 
-    async def scenario() -> tuple[bulk_store.StoreOutcome, int, int]:
+    async def scenario() -> tuple[StoreOutcome, int, int]:
         async with MisbehavingSCP(Behaviour(abort_after_requests=1)) as scp:
             jobs, _ = collect_files([tmp_path / "in"], recursive=True)
             outcome = await store_files(
