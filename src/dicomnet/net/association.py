@@ -317,10 +317,7 @@ class Association(ServiceUser):
     def _send_now(self, protocol: DicomProtocol, request: OutgoingRequest) -> None:
         """Queue one request's PDUs in the connection (no wait, no send timers to run:
         they watch only a send that waits for the socket)."""
-        message_id = self._message_ids.allocate()
-        request.message = replace(request.message, message_id=message_id)
-        self._outstanding[message_id] = request
-        timeouts = request.timeouts or self.timeouts
+        timeouts = self._take_message_id(request)
         try:
             if not self.can_still_process_pdata_tf:
                 raise LocalProtocolError("a P-DATA-TF send timed out; only release or abort remain")
@@ -333,6 +330,17 @@ class Association(ServiceUser):
         except Exception as exc:
             self._finish(request, exc)
             return
+        self._sent(request, timeouts)
+
+    def _take_message_id(self, request: OutgoingRequest) -> RequestTimeouts:
+        """Number the request and count it outstanding; the timeouts that apply to it."""
+        message_id = self._message_ids.allocate()
+        request.message = replace(request.message, message_id=message_id)
+        self._outstanding[message_id] = request
+        return request.timeouts or self.timeouts
+
+    def _sent(self, request: OutgoingRequest, timeouts: RequestTimeouts) -> None:
+        """The request's last PDU left: tell the hook and start waiting for its response."""
         self.on_request_sent(request)
         if timeouts.first_response is not None and not request.completed.done():
             self._arm(request, "first_response", timeouts.first_response)
@@ -362,25 +370,17 @@ class Association(ServiceUser):
             if request.completed.done():  # timed out, or its caller cancelled, while queued
                 request._finished = True
                 continue
-            message_id = self._message_ids.allocate()
-            request.message = replace(request.message, message_id=message_id)
-            self._outstanding[message_id] = request
-            timeouts = request.timeouts or self.timeouts
+            timeouts = self._take_message_id(request)
             try:
                 await self._send_with_timeout(
                     request,
                     request.context_id or self._context_for(request),
                     timeouts,
                 )
-            except RequestTimeout as exc:
+            except Exception as exc:  # a send timeout too: the request fails with it
                 self._finish(request, exc)
                 continue
-            except Exception as exc:
-                self._finish(request, exc)
-                continue
-            self.on_request_sent(request)
-            if timeouts.first_response is not None and not request.completed.done():
-                self._arm(request, "first_response", timeouts.first_response)
+            self._sent(request, timeouts)
 
     def _context_for(self, request: OutgoingRequest) -> int:
         abstract = getattr(request.message, "affected_sop_class_uid", None) or getattr(
