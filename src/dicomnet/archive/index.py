@@ -401,6 +401,7 @@ class ArchiveIndex:
         """Commit ``entries`` in one transaction; ``wait=False`` (SQLite only) raises
         :class:`_Busy` at once where another process holds the write lock."""
         db = self._connect()
+        order = _lock_order(entries)
         for attempt in range(INSERT_ATTEMPTS):
             added: set[str] = set()
             if wait:
@@ -409,7 +410,7 @@ class ArchiveIndex:
                 _begin_now(db)
             try:
                 previous: list[str | None] = [None] * len(entries)
-                for at in _lock_order(entries):
+                for at in order:
                     entry, replace = entries[at]
                     previous[at] = self._insert_one(db, entry, replace, added)
                 db.commit()
